@@ -1,0 +1,436 @@
+"""The model description: cell kind, sizes, fixed-point formats, parallelism and float weights.
+
+It is the one object that the importers (:func:`load`, :func:`rnnaccel.golden.torch_import.from_torch`)
+produce and that the golden model, the hardware generator, the simulators and the flows consume.
+Every field is checked when the object is built, so a bad config fails when it is loaded, with a
+message naming the field, the value and what is expected.
+
+Config file (TOML) example::
+
+    name = "my-lstm"
+
+    [model]
+    cell = "lstm"
+    input_size = 32
+    hidden_size = 32
+    weights = "my-lstm.npz"        # relative to this file; PyTorch state_dict names
+
+    [formats]                      # every entry optional; defaults in DEFAULT_FORMATS
+    data = "s16.12"
+    weight = "s16.12"
+
+    [numerics]
+    rounding = "RND"               # TRN | RND | RND_CONV
+    overflow = "SAT"               # SAT | WRAP
+
+    [hardware]
+    pe = 4
+    simd = 8
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from .fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
+
+__all__ = ["Formats", "Model", "DEFAULT_FORMATS", "CELLS", "GATES", "load", "save", "ConfigError"]
+
+#: Cell kinds this version generates.
+CELLS = ("lstm",)
+
+#: Gates of each cell in PyTorch's order (rows of ``weight_ih_l0`` / ``weight_hh_l0``).
+GATES = {"lstm": ("i", "f", "g", "o")}
+
+
+class ConfigError(ValueError):
+    """A model description with an impossible or missing value (subclass of ``ValueError``)."""
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Fixed-point formats of every tensor of the LSTM datapath.
+
+    Attributes
+    ----------
+    data : QFormat
+        ``x_t`` and ``h_t`` (they share the matrix-vector unit's input vector ``[x_t; h_{t-1}]``).
+        Default ``s16.12``: range +-8 for normalised inputs, ``h`` in (-1, 1) to 2^-12.
+    weight : QFormat
+        ``W_ih`` and ``W_hh``. Default ``s16.12``: trained LSTM weights rarely exceed +-8.
+    cell : QFormat
+        The cell state ``c_t``, which is not bounded by +-1. Default ``s16.11`` (+-16).
+    sigmoid_in : QFormat
+        Table index of the sigmoid: the pre-activation is requantised (always saturating) to this
+        format, whose range is the table's input range. Default ``s12.8``: +-8, where sigmoid is
+        within 3.4e-4 of 0 and 1; 2048 entries per half table.
+    sigmoid_out : QFormat
+        Gate values i, f, o in [0, 1): all bits fractional, default ``u16.16``, so a forget gate
+        near 1 keeps 16 bits (coarse gate formats are what make long sequences drift).
+    tanh_in : QFormat
+        Table index of tanh (for g and for tanh(c_t)). Default ``s12.9``: +-4, where tanh is
+        within 6.8e-4 of +-1; 2048 entries per half table.
+    tanh_out : QFormat
+        Values in (-1, 1): default ``s16.15``.
+    """
+
+    data: QFormat = QFormat(16, 12)
+    weight: QFormat = QFormat(16, 12)
+    cell: QFormat = QFormat(16, 11)
+    sigmoid_in: QFormat = QFormat(12, 8)
+    sigmoid_out: QFormat = QFormat(16, 16, signed=False)
+    tanh_in: QFormat = QFormat(12, 9)
+    tanh_out: QFormat = QFormat(16, 15)
+
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict, *, prefix: str = "formats") -> "Formats":
+        if not isinstance(d, dict):
+            raise ConfigError(f"[{prefix}] must be a table of format strings, got {d!r}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(
+                f"[{prefix}] has unknown entries {unknown}; known formats are {sorted(names)}")
+        kw = {}
+        for k, v in d.items():
+            try:
+                kw[k] = QFormat.parse(v, field=f"{prefix}.{k}")
+            except (TypeError, ValueError) as e:
+                raise ConfigError(str(e)) from None
+        return cls(**kw)
+
+
+DEFAULT_FORMATS = Formats()
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+@dataclass
+class Model:
+    """A recurrent layer ready for generation: sizes, formats, parallelism and float weights.
+
+    Parameters
+    ----------
+    cell : str
+        ``"lstm"`` (PyTorch ``nn.LSTM`` semantics: forget gate, no peepholes, gates i, f, g, o).
+    input_size, hidden_size : int
+        ``X`` and ``H``.
+    weights : dict of str to numpy.ndarray
+        PyTorch state_dict names: ``weight_ih_l0`` (4H, X), ``weight_hh_l0`` (4H, H),
+        ``bias_ih_l0`` (4H,), ``bias_hh_l0`` (4H,). Float, finite.
+    formats : Formats
+    rounding : {"TRN", "RND", "RND_CONV"}
+        Rounding of every requantisation step.
+    overflow : {"SAT", "WRAP"}
+        Overflow of the cell-state and hidden-state steps. Table inputs always saturate (the
+        table's range is the saturated input range of the activation).
+    pe, simd : int
+        Processing elements (rows computed in parallel) and multipliers per PE (columns per
+        cycle). ``pe`` must divide ``hidden_size`` so that each PE owns whole hidden units.
+    name : str
+
+    Raises
+    ------
+    ConfigError
+        On any impossible value; the message names the field.
+    """
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    weights: dict
+    formats: Formats = field(default_factory=Formats)
+    rounding: str = "RND"
+    overflow: str = "SAT"
+    pe: int = 1
+    simd: int = 1
+    name: str = "rnn"
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ConfigError(f"model.cell: unknown cell {self.cell!r}; supported: {', '.join(CELLS)}")
+        self.input_size = _positive_int(self.input_size, "model.input_size")
+        self.hidden_size = _positive_int(self.hidden_size, "model.hidden_size")
+        if not isinstance(self.formats, Formats):
+            raise ConfigError(f"formats must be a Formats object, got {self.formats!r}")
+        if self.rounding not in ROUNDING_MODES:
+            raise ConfigError(f"numerics.rounding: unknown rounding mode {self.rounding!r}; "
+                              f"expected one of {', '.join(ROUNDING_MODES)}")
+        if self.overflow not in OVERFLOW_MODES:
+            raise ConfigError(f"numerics.overflow: unknown overflow mode {self.overflow!r}; "
+                              f"expected one of {', '.join(OVERFLOW_MODES)}")
+        self.pe = _positive_int(self.pe, "hardware.pe")
+        self.simd = _positive_int(self.simd, "hardware.simd")
+        if self.hidden_size % self.pe:
+            divisors = [d for d in range(1, self.hidden_size + 1) if self.hidden_size % d == 0]
+            raise ConfigError(
+                f"hardware.pe = {self.pe} does not fit the rows: each PE owns whole hidden units, so pe "
+                f"must divide hidden_size = {self.hidden_size}; choose one of {divisors}")
+        if self.simd > self.vector_size:
+            raise ConfigError(
+                f"hardware.simd = {self.simd} exceeds the vector length input_size + hidden_size = "
+                f"{self.vector_size}; choose simd <= {self.vector_size}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
+        self._check_formats()
+        self.weights = self._check_weights(self.weights)
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[self.cell]
+
+    @property
+    def vector_size(self) -> int:
+        """Length ``N = X + H`` of the matrix-vector unit's input ``[x_t; h_{t-1}]``."""
+        return self.input_size + self.hidden_size
+
+    @property
+    def rows(self) -> int:
+        """Rows of the gate matrix: ``len(gates) * H``."""
+        return len(self.gates) * self.hidden_size
+
+    @property
+    def folds(self) -> int:
+        """Cycles per row in the matrix-vector unit: ``ceil(N / simd)``."""
+        return math.ceil(self.vector_size / self.simd)
+
+    @property
+    def rows_per_pe(self) -> int:
+        return self.rows // self.pe
+
+    @property
+    def accumulator(self) -> QFormat:
+        """Format of the matrix-vector accumulator: exact for ``N`` products plus the bias."""
+        f = self.formats
+        bound = self.vector_size * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1))
+        bound += 1 << (self.bias.width - 1)
+        return QFormat(bound.bit_length() + 1, f.data.frac + f.weight.frac)
+
+    @property
+    def bias(self) -> QFormat:
+        """Format of the summed bias: accumulator precision, as many integer bits as a product."""
+        f = self.formats
+        return QFormat(f.data.width + f.weight.width, f.data.frac + f.weight.frac)
+
+    # -- validation ----------------------------------------------------------------------------
+    def _check_formats(self):
+        f = self.formats
+        for name in ("data", "weight", "cell", "sigmoid_in", "tanh_in", "tanh_out"):
+            fmt = getattr(f, name)
+            if not fmt.signed:
+                raise ConfigError(f"formats.{name} = {fmt} must be signed (write it as s{fmt.width}.{fmt.frac})")
+        for name in ("sigmoid_in", "tanh_in"):
+            fmt = getattr(f, name)
+            if not 2 <= fmt.width <= 16:
+                raise ConfigError(
+                    f"formats.{name} = {fmt}: the table index width sets the table depth 2**(width-1); "
+                    f"use a width from 2 to 16")
+        for fld in fields(f):
+            fmt = getattr(f, fld.name)
+            if not 0 <= fmt.frac <= fmt.width:
+                raise ConfigError(f"formats.{fld.name} = {fmt} has frac outside 0..width")
+            if fmt.width > 32:
+                raise ConfigError(f"formats.{fld.name} = {fmt} is wider than 32 bits; use width <= 32")
+        for name in ("sigmoid_out", "tanh_out"):
+            fmt = getattr(f, name)
+            if fmt.frac > fmt.width - int(fmt.signed):
+                raise ConfigError(
+                    f"formats.{name} = {fmt} cannot hold 0.5 and above; with a sign bit use frac <= width - 1 "
+                    f"(e.g. s16.15), or make it unsigned (u16.16)")
+        if f.sigmoid_out.int_bits > 1 + int(f.sigmoid_out.signed):
+            raise ConfigError(
+                f"formats.sigmoid_out = {f.sigmoid_out} wastes integer bits on values in [0, 1]; give it "
+                f"at most one integer bit (e.g. u16.16, u16.15 or s16.14)")
+        if f.tanh_out.int_bits > 2:
+            raise ConfigError(
+                f"formats.tanh_out = {f.tanh_out} wastes integer bits on values in (-1, 1); give it at "
+                f"most sign plus one integer bit (e.g. s16.15 or s16.14)")
+        if self.accumulator.width > 62:
+            raise ConfigError(
+                f"the accumulator needs {self.accumulator.width} bits for data {f.data} x weight "
+                f"{f.weight} over {self.vector_size} terms, more than the 62 the model supports; "
+                f"narrow the data or weight format")
+
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        r, x, h = self.rows, self.input_size, self.hidden_size
+        return {"weight_ih_l0": (r, x), "weight_hh_l0": (r, h), "bias_ih_l0": (r,), "bias_hh_l0": (r,)}
+
+    def _check_weights(self, weights) -> dict[str, np.ndarray]:
+        if not hasattr(weights, "keys"):
+            raise ConfigError(f"weights must be a mapping of PyTorch state_dict names to arrays, got "
+                              f"{type(weights).__name__}")
+        expected = self._expected_shapes()
+        missing = [k for k in expected if k not in weights]
+        if missing:
+            raise ConfigError(
+                f"weights: missing {missing}; an LSTM layer needs {sorted(expected)} (PyTorch names)")
+        unknown = sorted(set(weights) - set(expected))
+        if unknown:
+            raise ConfigError(f"weights: unexpected entries {unknown}; expected exactly {sorted(expected)}")
+        out = {}
+        for k, shape in expected.items():
+            a = np.asarray(weights[k])
+            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                raise ConfigError(f"weights.{k}: expected real numbers, got dtype {a.dtype}")
+            a = a.astype(np.float64)
+            if a.shape != shape:
+                raise ConfigError(
+                    f"weights.{k}: shape {a.shape}, expected {shape} for input_size={self.input_size}, "
+                    f"hidden_size={self.hidden_size} ({len(self.gates)} gates x hidden_size rows)")
+            bad = ~np.isfinite(a)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ConfigError(
+                    f"weights.{k}: {int(bad.sum())} non-finite value(s), first {a[idx]} at index {idx}; "
+                    f"weights must be finite numbers")
+            out[k] = a
+        return out
+
+    # -- views -----------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Plain-data description (formats, sizes, parallelism), for ``summary.json``."""
+        return {
+            "name": self.name,
+            "cell": self.cell,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "formats": self.formats.as_dict() | {"accumulator": str(self.accumulator),
+                                                 "bias": str(self.bias)},
+            "rounding": self.rounding,
+            "overflow": self.overflow,
+            "pe": self.pe,
+            "simd": self.simd,
+        }
+
+    def with_hardware(self, *, pe: int | None = None, simd: int | None = None) -> "Model":
+        """A copy with other parallelism (validated again)."""
+        return replace(self, pe=self.pe if pe is None else pe, simd=self.simd if simd is None else simd,
+                       weights=dict(self.weights))
+
+    def with_formats(self, **formats) -> "Model":
+        """A copy with some formats replaced, e.g. ``m.with_formats(weight="s8.6")``."""
+        kw = {k: QFormat.parse(v, field=f"formats.{k}") for k, v in formats.items()}
+        return replace(self, formats=replace(self.formats, **kw), weights=dict(self.weights))
+
+
+# -- TOML + npz -------------------------------------------------------------------------------------
+_TOP_KEYS = {"name", "model", "formats", "numerics", "hardware"}
+_MODEL_KEYS = {"cell", "input_size", "hidden_size", "weights"}
+
+
+def _table(cfg: dict, key: str) -> dict:
+    t = cfg.get(key, {})
+    if not isinstance(t, dict):
+        raise ConfigError(f"[{key}] must be a table, got {t!r}")
+    return t
+
+
+def _check_keys(table: dict, allowed: set, where: str):
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown entries {unknown}; allowed: {sorted(allowed)}")
+
+
+def from_dict(cfg: dict, weights: dict | None = None, *, base: Path | None = None) -> Model:
+    """Build a :class:`Model` from a parsed config (the TOML layout) and optional weights.
+
+    If ``weights`` is None the config's ``model.weights`` names an ``.npz`` file, relative to ``base``.
+    """
+    _check_keys(cfg, _TOP_KEYS, "config")
+    m = _table(cfg, "model")
+    _check_keys(m, _MODEL_KEYS, "[model]")
+    for key in ("cell", "input_size", "hidden_size"):
+        if key not in m:
+            raise ConfigError(f"model.{key} is missing; [model] needs cell, input_size, hidden_size and weights")
+    numerics = _table(cfg, "numerics")
+    _check_keys(numerics, {"rounding", "overflow"}, "[numerics]")
+    hw = _table(cfg, "hardware")
+    _check_keys(hw, {"pe", "simd"}, "[hardware]")
+    if weights is None:
+        if "weights" not in m:
+            raise ConfigError("model.weights is missing: name the .npz file with the layer's weights")
+        path = Path(m["weights"])
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.exists():
+            raise ConfigError(f"model.weights: file {str(path)!r} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                weights = {k: npz[k] for k in npz.files}
+        except Exception as e:  # a corrupt file: say which one
+            raise ConfigError(f"model.weights: cannot read {str(path)!r} as .npz: {e}") from None
+    return Model(
+        cell=m["cell"], input_size=m["input_size"], hidden_size=m["hidden_size"], weights=weights,
+        formats=Formats.from_dict(_table(cfg, "formats")),
+        rounding=numerics.get("rounding", "RND"), overflow=numerics.get("overflow", "SAT"),
+        pe=hw.get("pe", 1), simd=hw.get("simd", 1), name=cfg.get("name", Path(base or ".").name or "rnn"),
+    )
+
+
+def load(path) -> Model:
+    """Load a model description from a TOML config plus its ``.npz`` of weights.
+
+    Raises
+    ------
+    ConfigError
+        If the file is not valid TOML or any value is impossible; the message names the field.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    cfg.setdefault("name", path.stem)
+    return from_dict(cfg, base=path.parent)
+
+
+def to_dict(model: Model, weights_file: str) -> dict:
+    return {
+        "name": model.name,
+        "model": {"cell": model.cell, "input_size": model.input_size, "hidden_size": model.hidden_size,
+                  "weights": weights_file},
+        "formats": model.formats.as_dict(),
+        "numerics": {"rounding": model.rounding, "overflow": model.overflow},
+        "hardware": {"pe": model.pe, "simd": model.simd},
+    }
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def save(model: Model, path) -> Path:
+    """Write ``path`` (TOML) and the weights beside it (same stem, ``.npz``); returns the TOML path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    npz = path.with_suffix(".npz")
+    np.savez(npz, **model.weights)
+    d = to_dict(model, npz.name)
+    lines = [f"name = {_toml_value(d['name'])}", ""]
+    for section in ("model", "formats", "numerics", "hardware"):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in d[section].items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,89 @@
+"""Analytic cycle and resource model, computed from the model description alone.
+
+The hardware blocks take their pipeline depths from these functions, so the model and the
+generated design cannot drift apart; simulation checks that they agree exactly.
+
+Schedule of one timestep (input always valid, output always ready)::
+
+    cycle 0                 accept x_t (the same cycle that hands h_{t-1} to the output)
+    cycles 1 .. R*F         one matrix-vector beat per cycle: R rows per PE, F = ceil(N/SIMD) folds
+    + mvu_latency           last accumulator out of the matrix-vector unit
+    + gate_latency          last activated gate
+    + elementwise_latency   last h_t element written
+    = next cycle 0
+
+so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rnnaccel.golden.model import Model
+
+__all__ = ["adder_tree_stages", "mvu_latency", "GATE_LATENCY", "TABLE_LATENCY", "ELEMENTWISE_LATENCY",
+           "cycles_per_timestep", "mac_cycles", "multiplier_count", "memory_bits", "estimate"]
+
+#: Adder-tree levels between pipeline registers.
+LEVELS_PER_STAGE = 2
+#: Activation table: sync memory read + registered output.
+TABLE_LATENCY = 2
+#: Gate activation: requantise into the table address, then the table.
+GATE_LATENCY = TABLE_LATENCY
+#: LSTM element-wise stage: products, cell state, tanh table (2), o*tanh product, hidden state.
+ELEMENTWISE_LATENCY = 4 + TABLE_LATENCY
+
+
+def adder_tree_stages(simd: int) -> int:
+    """Register stages of the adder tree over ``simd`` products (``ceil(ceil(log2 simd) / 2)``)."""
+    levels = math.ceil(math.log2(simd)) if simd > 1 else 0
+    return math.ceil(levels / LEVELS_PER_STAGE)
+
+
+def mvu_latency(simd: int) -> int:
+    """Cycles from a matrix-vector input beat to the accumulator it completes.
+
+    memory read / input register (1) + multiplier input register (1) + product register (1)
+    + adder tree stages + accumulator (1).
+    """
+    return 4 + adder_tree_stages(simd)
+
+
+def mac_cycles(model: Model) -> int:
+    """Matrix-vector beats per timestep: ``rows_per_pe * folds``."""
+    return model.rows_per_pe * model.folds
+
+
+def cycles_per_timestep(model: Model) -> int:
+    """Clock cycles per timestep in steady state (input always valid, output always ready)."""
+    return 1 + mac_cycles(model) + mvu_latency(model.simd) + GATE_LATENCY + ELEMENTWISE_LATENCY
+
+
+def multiplier_count(model: Model) -> dict[str, int]:
+    """Multipliers of the design: ``pe * simd`` in the matrix-vector unit, 3 per PE element-wise."""
+    mvu = model.pe * model.simd
+    ew = 3 * model.pe
+    return {"mvu": mvu, "elementwise": ew, "total": mvu + ew}
+
+
+def memory_bits(model: Model) -> dict[str, int]:
+    """Bits of ROM: weights (padded to whole folds), biases, and activation tables (3 per PE)."""
+    f = model.formats
+    weights = model.rows * model.folds * model.simd * f.weight.width
+    bias = model.rows * model.bias.width
+    sig = (1 << (f.sigmoid_in.width - 1)) * f.sigmoid_out.width
+    tanh = (1 << (f.tanh_in.width - 1)) * f.tanh_out.width
+    tables = model.pe * (sig + 2 * tanh)
+    return {"weights": weights, "bias": bias, "tables": tables, "total": weights + bias + tables}
+
+
+def estimate(model: Model) -> dict:
+    """Everything above as one dictionary (for ``summary.json``)."""
+    return {
+        "cycles_per_timestep": cycles_per_timestep(model),
+        "mac_cycles_per_timestep": mac_cycles(model),
+        "mac_bound": math.ceil(model.rows * model.vector_size / (model.pe * model.simd)),
+        "pipeline_latency": cycles_per_timestep(model) - mac_cycles(model),
+        "multipliers": multiplier_count(model),
+        "memory_bits": memory_bits(model),
+    }
