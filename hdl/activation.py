@@ -1,0 +1,67 @@
+"""Activation table unit (sigmoid / tanh), initialised from :func:`rnnaccel.golden.activation.make_table`."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rnnaccel.golden.activation import Table
+
+from .fixed import shape_of
+from .perf import TABLE_LATENCY
+
+__all__ = ["ActivationTable"]
+
+
+class ActivationTable(wiring.Component):
+    """Half-table lookup with symmetry; mirrors :func:`rnnaccel.golden.activation.activation`.
+
+    Parameters
+    ----------
+    table : Table
+        Contents (the memory's ``init``), index and output formats.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(signed(in_fmt.width), always_ready=True))
+        Index codes (the pre-activation already requantised to ``table.in_fmt``).
+    o_stream : Out(stream.Signature(shape_of(out_fmt), always_ready=True))
+        Activated codes.
+
+    Notes
+    -----
+    Latency ``TABLE_LATENCY`` = 2 cycles (synchronous memory read, registered output);
+    throughput one value per cycle. One memory of ``2**(in_fmt.width - 1)`` words.
+    """
+
+    def __init__(self, table: Table):
+        if not isinstance(table, Table):
+            raise TypeError(f"ActivationTable needs a golden Table, got {table!r}")
+        self.table = table
+        self.latency = TABLE_LATENCY
+        super().__init__({
+            "i_stream": In(stream.Signature(signed(table.in_fmt.width), always_ready=True)),
+            "o_stream": Out(stream.Signature(shape_of(table.out_fmt), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        t = self.table
+        m.submodules.mem = mem = memory.Memory(shape=shape_of(t.out_fmt), depth=t.depth,
+                                               init=[int(v) for v in t.values])
+        rd = mem.read_port()
+        idx = self.i_stream.payload
+        neg = idx < 0
+        mag = Mux(neg, -idx, idx)
+        m.d.comb += rd.addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag))
+        neg_d = Signal()
+        valid_d = Signal()
+        m.d.sync += [neg_d.eq(neg), valid_d.eq(self.i_stream.valid)]
+        data = rd.data
+        if t.function == "sigmoid":
+            value = Mux(neg_d, t.one - data, data)
+        else:
+            value = Mux(neg_d, -data, data)
+        m.d.sync += [self.o_stream.payload.eq(value), self.o_stream.valid.eq(valid_d)]
+        return m

@@ -1,0 +1,61 @@
+"""Hardware twin of :func:`rnnaccel.golden.fixed.requantize`: rounding and overflow as logic."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Mux, Shape, Value, signed, unsigned
+
+from rnnaccel.golden.fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
+
+__all__ = ["shape_of", "requantize", "align"]
+
+
+def shape_of(fmt: QFormat) -> Shape:
+    """Amaranth shape of a format's codes."""
+    return signed(fmt.width) if fmt.signed else unsigned(fmt.width)
+
+
+def align(value, frac: int, to_frac: int) -> Value:
+    """Exact left shift of codes with ``frac`` fractional bits to ``to_frac >= frac``."""
+    value = Value.cast(value)
+    if to_frac < frac:
+        raise ValueError(f"align: cannot shift from frac {frac} down to {to_frac} without rounding")
+    return value << (to_frac - frac) if to_frac > frac else value
+
+
+def requantize(value, src: QFormat, dst: QFormat, rounding: str = "RND", overflow: str = "SAT") -> Value:
+    """Combinational requantisation of ``value`` (codes in ``src``) to ``dst``.
+
+    Bit-exact with :func:`rnnaccel.golden.fixed.requantize`. The input may be any width (exact
+    intermediate results); only ``src.frac`` matters. Purely combinational: the caller registers.
+
+    Returns
+    -------
+    Value
+        Of shape :func:`shape_of(dst) <shape_of>`.
+    """
+    if rounding not in ROUNDING_MODES:
+        raise ValueError(f"unknown rounding mode {rounding!r}; expected one of {', '.join(ROUNDING_MODES)}")
+    if overflow not in OVERFLOW_MODES:
+        raise ValueError(f"unknown overflow mode {overflow!r}; expected one of {', '.join(OVERFLOW_MODES)}")
+    value = Value.cast(value)
+    shift = src.frac - dst.frac
+    if shift > 0:
+        if rounding == "TRN":
+            q = value >> shift
+        else:
+            half = Const(1 << (shift - 1), shift)
+            q = (value + half) >> shift
+            if rounding == "RND_CONV":
+                tie = value[:shift] == half
+                q = Mux(tie & q[0], q - 1, q)
+    elif shift < 0:
+        q = value << -shift
+    else:
+        q = value
+    # Make sure comparisons are done signed and wide enough.
+    q = q.as_signed() if q.shape().signed else q
+    if overflow == "SAT":
+        hi, lo = dst.max_code, dst.min_code
+        q = Mux(q > hi, hi, Mux(q < lo, lo, q))
+    out = q[:dst.width]
+    return out.as_signed() if dst.signed else out

@@ -1,0 +1,189 @@
+"""Matrix-vector unit: PE x SIMD multipliers, pipelined adder tree, accumulators.
+
+Mirrors :func:`rnnaccel.golden.mvu.matrix_vector` (exact integer arithmetic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rnnaccel.golden.fixed import QFormat
+
+from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
+
+__all__ = ["MatrixVectorUnit", "pack_banks"]
+
+
+def pack_banks(weights, bias, pe: int, simd: int, row_order=None):
+    """Split a weight matrix into per-PE memory contents.
+
+    Parameters
+    ----------
+    weights : array_like of int, shape (rows, N)
+    bias : array_like of int, shape (rows,)
+    pe, simd : int
+    row_order : array_like of int, shape (pe, rows // pe), optional
+        ``row_order[p, r]`` is the matrix row that PE ``p`` computes as its ``r``-th row.
+        Default: PE ``p`` gets rows ``p, p + pe, p + 2 pe, ...``.
+
+    Returns
+    -------
+    w_banks : numpy.ndarray, shape (pe, rows // pe * folds, simd)
+        Word ``r * folds + k`` of bank ``p`` holds columns ``k*simd .. k*simd + simd - 1`` of
+        row ``row_order[p, r]``, zero-padded past column N.
+    b_banks : numpy.ndarray, shape (pe, rows // pe)
+    """
+    w = np.asarray(weights, dtype=np.int64)
+    b = np.asarray(bias, dtype=np.int64)
+    rows, n = w.shape
+    if rows % pe:
+        raise ValueError(f"pe = {pe} must divide the number of rows {rows}")
+    folds = -(-n // simd)
+    if row_order is None:
+        row_order = np.arange(rows).reshape(rows // pe, pe).T
+    row_order = np.asarray(row_order)
+    wp = np.zeros((rows, folds * simd), dtype=np.int64)
+    wp[:, :n] = w
+    w_banks = wp[row_order].reshape(pe, -1, simd)
+    return w_banks, b[row_order]
+
+
+class MatrixVectorUnit(wiring.Component):
+    """``acc[row] = bias[row] + sum_k weights[row, k] * vector[k]``, PE rows in parallel.
+
+    The input is the vector, fed ``simd`` elements per beat, row by row: for every local row
+    ``r = 0 .. R-1`` the ``F = ceil(N / simd)`` chunks of the vector in order (``R*F`` beats for a
+    whole matrix pass; the unit's own counters select the weight words). Every ``F``-th beat
+    completes a row in every PE and produces one output beat with ``pe`` accumulators.
+
+    Parameters
+    ----------
+    w_banks, b_banks : numpy.ndarray
+        Memory contents from :func:`pack_banks`: weight codes (pe, R*F, simd), bias codes (pe, R).
+    data_fmt, weight_fmt, acc_fmt : QFormat
+        Formats of the vector, the weights, and the accumulator (wide enough for the exact sum).
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(ArrayLayout(signed(data.width), simd), always_ready=True))
+    o_stream : Out(stream.Signature(StructLayout({"acc": ArrayLayout(signed(acc.width), pe), "row": R})))
+        ``row`` is the local row index ``r``; PE ``p``'s accumulator is for matrix row ``row_order[p, r]``.
+
+    Notes
+    -----
+    Latency :func:`~rnnaccel.hdl.perf.mvu_latency` = 4 + ceil(ceil(log2 simd) / 2) cycles from the
+    last beat of a row to its output: weight memory read and input register, multiplier input
+    register, product register, adder tree (a register every two levels), accumulator.
+    Throughput one beat per cycle, no stalls (``always_ready``); ``pe * simd`` multipliers.
+    One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
+    """
+
+    def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat):
+        w_banks = np.asarray(w_banks, dtype=np.int64)
+        b_banks = np.asarray(b_banks, dtype=np.int64)
+        if w_banks.ndim != 3:
+            raise ValueError(f"w_banks must have shape (pe, rows*folds, simd), got {w_banks.shape}")
+        self.pe, depth, self.simd = w_banks.shape
+        if b_banks.shape[0] != self.pe or depth % b_banks.shape[1]:
+            raise ValueError(f"b_banks shape {b_banks.shape} does not match w_banks {w_banks.shape}")
+        self.rows = b_banks.shape[1]
+        self.folds = depth // self.rows
+        if not weight_fmt.contains(w_banks).all():
+            raise ValueError(f"weight codes outside {weight_fmt}")
+        if not acc_fmt.contains(b_banks).all():
+            raise ValueError(f"bias codes outside {acc_fmt}")
+        self.w_banks, self.b_banks = w_banks, b_banks
+        self.data_fmt, self.weight_fmt, self.acc_fmt = data_fmt, weight_fmt, acc_fmt
+        self.latency = mvu_latency(self.simd)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(signed(data_fmt.width), self.simd),
+                                            always_ready=True)),
+            "o_stream": Out(stream.Signature(data.StructLayout({
+                "acc": data.ArrayLayout(signed(acc_fmt.width), self.pe),
+                "row": range(self.rows)}), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, simd, rows, folds = self.pe, self.simd, self.rows, self.folds
+        wlayout = data.ArrayLayout(signed(self.weight_fmt.width), simd)
+
+        # Beat counters: fold k within row r.
+        k = Signal(range(folds))
+        r = Signal(range(rows))
+        valid = self.i_stream.valid
+        with m.If(valid):
+            with m.If(k == folds - 1):
+                m.d.sync += k.eq(0)
+                with m.If(r == rows - 1):
+                    m.d.sync += r.eq(0)
+                with m.Else():
+                    m.d.sync += r.eq(r + 1)
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+
+        # Flags travel with the data: (valid, first fold, last fold, row) per stage.
+        n_stages = 3 + adder_tree_stages(simd)     # stage index of the adder tree output
+        flag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(rows)})
+        stage = [Signal(flag, name=f"flag{i}") for i in range(n_stages + 1)]
+        m.d.comb += [stage[0].valid.eq(valid), stage[0].first.eq(k == 0),
+                     stage[0].last.eq(k == folds - 1), stage[0].row.eq(r)]
+        for i in range(n_stages):
+            m.d.sync += stage[i + 1].eq(stage[i])
+
+        # Stage 1: weight memory read, input vector register.
+        x1 = Signal.like(self.i_stream.payload)
+        m.d.sync += x1.eq(self.i_stream.payload)
+        # Stage 2: multiplier input registers.  Stage 3: product registers.
+        x2 = Signal.like(x1)
+        m.d.sync += x2.eq(x1)
+        sums = []
+        for p in range(pe):
+            mem = memory.Memory(shape=wlayout, depth=rows * folds,
+                                init=[[int(v) for v in word] for word in self.w_banks[p]])
+            m.submodules[f"weights{p}"] = mem
+            rd = mem.read_port()
+            m.d.comb += rd.addr.eq(r * folds + k)
+            w2 = Signal(wlayout, name=f"w2_{p}")
+            m.d.sync += w2.eq(rd.data)
+            level = []
+            for s in range(simd):
+                prod = Signal(signed(self.weight_fmt.width + self.data_fmt.width), name=f"prod{p}_{s}")
+                m.d.sync += prod.eq(w2[s] * x2[s])
+                level.append(prod)
+            # Adder tree: register after every LEVELS_PER_STAGE levels.
+            depth = 0
+            while len(level) > 1:
+                nxt = [level[i] + level[i + 1] if i + 1 < len(level) else level[i]
+                       for i in range(0, len(level), 2)]
+                depth += 1
+                if depth % LEVELS_PER_STAGE == 0 or len(nxt) == 1:
+                    regs = []
+                    for i, v in enumerate(nxt):
+                        reg = Signal(signed(len(v)), name=f"tree{p}_{depth}_{i}")
+                        m.d.sync += reg.eq(v)
+                        regs.append(reg)
+                    nxt = regs
+                level = nxt
+            sums.append(level[0])
+
+        # Accumulator stage: bias is read one cycle ahead (row of the beat entering the tree output).
+        tree_out = stage[n_stages]
+        for p in range(pe):
+            bmem = memory.Memory(shape=signed(self.acc_fmt.width), depth=rows,
+                                 init=[int(v) for v in self.b_banks[p]])
+            m.submodules[f"bias{p}"] = bmem
+            brd = bmem.read_port()
+            m.d.comb += brd.addr.eq(stage[n_stages - 1].row)
+            acc = self.o_stream.payload.acc[p]
+            with m.If(tree_out.valid):
+                with m.If(tree_out.first):
+                    m.d.sync += acc.eq(brd.data + sums[p])
+                with m.Else():
+                    m.d.sync += acc.eq(acc + sums[p])
+        m.d.sync += [self.o_stream.valid.eq(tree_out.valid & tree_out.last),
+                     self.o_stream.payload.row.eq(tree_out.row)]
+        return m

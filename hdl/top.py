@@ -1,0 +1,96 @@
+"""Top level: the accelerator behind streams, and its AXI4-Stream-named wrapper for Verilog export."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rnnaccel.golden.model import Model
+
+from .lstm import LSTMLayer, vector_layout
+
+__all__ = ["Accelerator", "AxiStreamTop", "bus_width"]
+
+
+class Accelerator(wiring.Component):
+    """The recurrent-network accelerator of a model, behind ``amaranth.lib.stream`` ports.
+
+    Parameters
+    ----------
+    model : Model
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(W), X), "last": 1})))
+        ``x_t``, one beat per timestep; ``last`` ends a sequence (the state resets after it).
+    o_stream : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(W), H), "last": 1})))
+        ``h_t`` for every timestep.
+
+    Notes
+    -----
+    Throughput one timestep per :func:`~rnnaccel.hdl.perf.cycles_per_timestep` cycles; see
+    :class:`~rnnaccel.hdl.lstm.LSTMLayer` for the schedule.
+    """
+
+    def __init__(self, model: Model):
+        if not isinstance(model, Model):
+            raise TypeError(f"Accelerator needs a rnnaccel Model, got {type(model).__name__}")
+        self.model = model
+        w = model.formats.data.width
+        super().__init__({
+            "i_stream": In(stream.Signature(vector_layout(w, model.input_size))),
+            "o_stream": Out(stream.Signature(vector_layout(w, model.hidden_size))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.layer = layer = LSTMLayer(self.model)
+        wiring.connect(m, wiring.flipped(self.i_stream), layer.i_stream)
+        wiring.connect(m, layer.o_stream, wiring.flipped(self.o_stream))
+        return m
+
+
+def bus_width(n: int, width: int) -> int:
+    """AXI4-Stream ``tdata`` width for ``n`` codes of ``width`` bits: padded to whole bytes."""
+    return -(-n * width // 8) * 8
+
+
+class AxiStreamTop(wiring.Component):
+    """:class:`Accelerator` with AXI4-Stream port names, for the exported Verilog.
+
+    Ports ``s_axis_tdata/tvalid/tready/tlast`` (x_t in) and ``m_axis_tdata/tvalid/tready/tlast``
+    (h_t out). Element ``k`` of a vector occupies ``tdata[k*W + W-1 : k*W]`` (two's complement);
+    ``tdata`` is zero-padded to a multiple of 8 bits. Clock ``clk``, synchronous reset ``rst``.
+    """
+
+    def __init__(self, model: Model):
+        self.model = model
+        w = model.formats.data.width
+        self.in_bits = model.input_size * w
+        self.out_bits = model.hidden_size * w
+        super().__init__({
+            "s_axis_tdata": In(bus_width(model.input_size, w)),
+            "s_axis_tvalid": In(1),
+            "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(bus_width(model.hidden_size, w)),
+            "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accel = acc = Accelerator(self.model)
+        m.d.comb += [
+            acc.i_stream.payload.data.as_value().eq(self.s_axis_tdata[:self.in_bits]),
+            acc.i_stream.payload.last.eq(self.s_axis_tlast),
+            acc.i_stream.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(acc.i_stream.ready),
+            self.m_axis_tdata.eq(acc.o_stream.payload.data.as_value()),
+            self.m_axis_tlast.eq(acc.o_stream.payload.last),
+            self.m_axis_tvalid.eq(acc.o_stream.valid),
+            acc.o_stream.ready.eq(self.m_axis_tready),
+        ]
+        return m
