@@ -241,7 +241,10 @@ def quantize(x, fmt: QFormat, rounding: str = "RND", overflow: str = "SAT",
     if rounding == "TRN":
         q = np.floor(scaled)
     elif rounding == "RND":
-        q = np.floor(scaled + 0.5)
+        # Not floor(scaled + 0.5): that sum is itself rounded in float64 and turns
+        # 0.49999999999999994 into 1.  The fractional part scaled - floor(scaled) is exact.
+        q = np.floor(scaled)
+        q = q + (scaled - q >= 0.5)
     else:
         q = np.round(scaled)  # numpy rounds half to even
     # Clamp in float before the cast so that huge values cannot overflow int64.

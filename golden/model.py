@@ -87,6 +87,16 @@ class Formats:
     tanh_in: QFormat = QFormat(12, 9)
     tanh_out: QFormat = QFormat(16, 15)
 
+    def __post_init__(self):
+        # Accept format strings ("s16.12") as well as QFormat objects.
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, QFormat):
+                try:
+                    object.__setattr__(self, f.name, QFormat.parse(v, field=f"formats.{f.name}"))
+                except (TypeError, ValueError) as e:
+                    raise ConfigError(str(e)) from None
+
     def as_dict(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
 
@@ -219,7 +229,9 @@ class Model:
         f = self.formats
         bound = self.vector_size * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1))
         bound += 1 << (self.bias.width - 1)
-        return QFormat(bound.bit_length() + 1, f.data.frac + f.weight.frac)
+        # Sums lie in [-bound, bound - 1]: the smallest two's complement width holding them
+        # (bound.bit_length() + 1 would waste a bit whenever bound is a power of two).
+        return QFormat((bound - 1).bit_length() + 1, f.data.frac + f.weight.frac)
 
     @property
     def bias(self) -> QFormat:

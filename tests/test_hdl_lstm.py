@@ -1,0 +1,141 @@
+"""LSTM hardware blocks in Amaranth simulation, bit-exact against their golden functions."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from rnnaccel.golden import lstm as golden_lstm
+from rnnaccel.golden.model import Formats, Model
+from rnnaccel.hdl.lstm import GateActivation, LSTMElementwise, LSTMLayer
+from rnnaccel.hdl.perf import cycles_per_timestep
+from rnnaccel.hdl.top import Accelerator
+from rnnaccel.sim.amaranth_sim import run_stream_dut
+
+
+def random_model(X, H, pe=1, simd=1, *, seed=0, scale=0.5, **kw):
+    rng = np.random.default_rng(seed)
+    w = {"weight_ih_l0": rng.uniform(-scale, scale, (4 * H, X)),
+         "weight_hh_l0": rng.uniform(-scale, scale, (4 * H, H)),
+         "bias_ih_l0": rng.uniform(-scale, scale, 4 * H),
+         "bias_hh_l0": rng.uniform(-scale, scale, 4 * H)}
+    return Model("lstm", X, H, w, pe=pe, simd=simd, **kw)
+
+
+SMALL_FORMATS = Formats(data="s8.5", weight="s8.6", cell="s10.6", sigmoid_in="s7.3", sigmoid_out="u8.8",
+                        tanh_in="s7.4", tanh_out="s8.7")
+
+
+def _run_block(dut, beats, out_fields, latency):
+    """Feed one beat per cycle (dict payloads, or None for an idle cycle); collect valid outputs."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    got = []
+
+    async def tb(ctx):
+        for beat in list(beats) + [None] * (latency + 2):
+            if beat is None:
+                ctx.set(dut.i_stream.valid, 0)
+            else:
+                ctx.set(dut.i_stream.valid, 1)
+                ctx.set(dut.i_stream.payload, beat)
+            await ctx.tick()
+            if ctx.get(dut.o_stream.valid):
+                p = ctx.get(dut.o_stream.payload)
+                got.append(tuple(int(p[f]) for f in out_fields) if out_fields else int(p))
+
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("formats", [Formats(), SMALL_FORMATS], ids=["default16", "small8"])
+def test_gate_activation_matches_golden(formats):
+    model = random_model(3, 2, formats=formats)
+    acc_fmt = model.accumulator
+    rng = np.random.default_rng(1)
+    # Values spread over the whole accumulator range, plus the extremes and zero.
+    accs = np.concatenate([rng.integers(-(1 << (acc_fmt.frac + 4)), 1 << (acc_fmt.frac + 4), 300),
+                           [acc_fmt.min_code, acc_fmt.max_code, 0, -1, 1]])
+    tanh = rng.integers(0, 2, len(accs))
+    dut = GateActivation(model)
+    got = _run_block(dut, [{"acc": int(a), "tanh": int(t)} for a, t in zip(accs, tanh)], None, dut.latency)
+    expected = np.where(tanh == 1, golden_lstm.gate_activation(accs, "tanh", model),
+                        golden_lstm.gate_activation(accs, "sigmoid", model))
+    np.testing.assert_array_equal(np.array(got), expected)
+
+
+@pytest.mark.parametrize("formats,overflow", [(Formats(), "SAT"), (SMALL_FORMATS, "SAT"), (SMALL_FORMATS, "WRAP")],
+                         ids=["default16-SAT", "small8-SAT", "small8-WRAP"])
+@pytest.mark.parametrize("rounding", ["TRN", "RND", "RND_CONV"])
+def test_elementwise_matches_golden(formats, overflow, rounding):
+    units = 3
+    model = random_model(2, 3, formats=formats, rounding=rounding, overflow=overflow)
+    f = model.formats
+    rng = np.random.default_rng(2)
+    n = 120
+    gates = {k: rng.integers(0, f.sigmoid_out.max_code + 1, n) for k in "ifo"}
+    gates["g"] = rng.integers(f.tanh_out.min_code, f.tanh_out.max_code + 1, n)
+    unit = rng.integers(0, units, n)
+    first = (rng.random(n) < 0.1).astype(int)
+    beats = []
+    for t in range(n):
+        beats.append({"i": int(gates["i"][t]), "f": int(gates["f"][t]), "g": int(gates["g"][t]),
+                      "o": int(gates["o"][t]), "unit": int(unit[t]), "first": int(first[t])})
+        # The hardware writes a cell state 2 cycles after reading it: a unit is revisited later.
+        beats += [None, None]
+    dut = LSTMElementwise(model, units)
+    got = _run_block(dut, beats, ("h", "c", "unit"), dut.latency)
+    # Golden: track the cell state per unit.
+    c_state = np.zeros(units, dtype=np.int64)
+    expected = []
+    for t in range(n):
+        u = unit[t]
+        c_prev = 0 if first[t] else c_state[u]
+        c, h = golden_lstm.lstm_elementwise(gates["i"][t], gates["f"][t], gates["g"][t], gates["o"][t],
+                                            c_prev, model)
+        c_state[u] = c
+        expected.append((int(h), int(c), int(u)))
+    np.testing.assert_array_equal(np.array(got), np.array(expected))
+
+
+LAYER_CONFIGS = {
+    "X4-H4-pe2-simd4-small8": dict(X=4, H=4, pe=2, simd=4, formats=SMALL_FORMATS),
+    "X5-H8-pe4-simd3-default16": dict(X=5, H=8, pe=4, simd=3),
+    "X3-H4-pe1-simd1-default16": dict(X=3, H=4, pe=1, simd=1),
+    "X6-H8-pe8-simd14-RND_CONV-WRAP": dict(X=6, H=8, pe=8, simd=14, rounding="RND_CONV", overflow="WRAP"),
+}
+
+
+def _layer_inputs(model, lengths, seed):
+    rng = np.random.default_rng(seed)
+    return [golden_lstm.quantize_input(rng.uniform(-2, 2, (T, model.input_size)), model) for T in lengths]
+
+
+@pytest.mark.parametrize("pauses", [(0.0, 0.0), (0.4, 0.4)], ids=["no-pauses", "idle-backpressure"])
+@pytest.mark.parametrize("cfg", list(LAYER_CONFIGS), ids=list(LAYER_CONFIGS))
+def test_layer_matches_golden(cfg, pauses):
+    c = dict(LAYER_CONFIGS[cfg])
+    model = random_model(c.pop("X"), c.pop("H"), seed=3, **c)
+    seqs = _layer_inputs(model, [3, 1, 4], seed=4)
+    run = run_stream_dut(LSTMLayer(model), seqs, idle=pauses[0], backpressure=pauses[1], seed=5,
+                         max_cycles=200 * cycles_per_timestep(model))
+    for seq, got, lasts in zip(seqs, run.outputs, run.lasts):
+        np.testing.assert_array_equal(got, golden_lstm.run_codes(model, seq).h_codes)
+        np.testing.assert_array_equal(lasts, [0] * (len(seq) - 1) + [1])
+    if pauses == (0.0, 0.0):
+        # Back-to-back input, ready output: one h_t every cycles_per_timestep cycles, exactly.
+        np.testing.assert_array_equal(np.diff(run.out_cycles), cycles_per_timestep(model))
+
+
+def test_accelerator_wraps_layer():
+    model = random_model(3, 4, pe=2, simd=2, seed=7)
+    seqs = _layer_inputs(model, [2, 3], seed=8)
+    run = run_stream_dut(Accelerator(model), seqs, idle=0.3, backpressure=0.3, seed=9)
+    for seq, got in zip(seqs, run.outputs):
+        np.testing.assert_array_equal(got, golden_lstm.run_codes(model, seq).h_codes)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_layer_rejects_non_model():
+    with pytest.raises(TypeError, match="Model"):
+        LSTMLayer({"cell": "lstm"})
