@@ -30,6 +30,7 @@ Config file (TOML) example::
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -429,7 +430,8 @@ def _toml_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).
+    return json.dumps(str(v))
 
 
 def save(model: Model, path) -> Path:

@@ -64,6 +64,10 @@ def from_torch(module, *, formats: Formats | dict | None = None, pe: int = 1, si
                               f"(only a one-layer, unidirectional LSTM without projection)")
         w_hh = _to_numpy(sd["weight_hh_l0"])
         H = w_hh.shape[1]
+        if w_hh.ndim != 2 or w_hh.shape[0] != 4 * H:
+            raise ConfigError(
+                f"from_torch: weight_hh_l0 has shape {w_hh.shape}, but an LSTM has 4 gates x hidden_size "
+                f"rows ({4 * H}, {H}); a GRU (3 gates) or plain RNN state_dict is not supported yet")
         X = _to_numpy(sd["weight_ih_l0"]).shape[1]
     else:
         raise ConfigError(f"from_torch: expected torch.nn.LSTM or its state_dict, got {type(module).__name__}")
