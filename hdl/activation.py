@@ -25,13 +25,15 @@ class ActivationTable(wiring.Component):
     Attributes
     ----------
     i_stream : In(stream.Signature(signed(in_fmt.width), always_ready=True))
-        Index codes (the pre-activation already requantised to ``table.in_fmt``).
+        Index codes (the pre-activation requantised to ``table.in_fmt``, combinationally: the
+        unit registers its input).
     o_stream : Out(stream.Signature(shape_of(out_fmt), always_ready=True))
         Activated codes.
 
     Notes
     -----
-    Latency ``TABLE_LATENCY`` = 2 cycles (synchronous memory read, registered output);
+    Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, registered
+    output, with the symmetry applied between the last two);
     throughput one value per cycle. One memory of ``2**(in_fmt.width - 1)`` words.
     """
 
@@ -51,13 +53,16 @@ class ActivationTable(wiring.Component):
         m.submodules.mem = mem = memory.Memory(shape=shape_of(t.out_fmt), depth=t.depth,
                                                init=[int(v) for v in t.values])
         rd = mem.read_port()
-        idx = self.i_stream.payload
+        # Stage 1: index register. Stage 2: memory read (address = clamped magnitude).
+        idx = Signal.like(self.i_stream.payload)
+        valid_i = Signal()
+        m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid)]
         neg = idx < 0
         mag = Mux(neg, -idx, idx)
         m.d.comb += rd.addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag))
         neg_d = Signal()
         valid_d = Signal()
-        m.d.sync += [neg_d.eq(neg), valid_d.eq(self.i_stream.valid)]
+        m.d.sync += [neg_d.eq(neg), valid_d.eq(valid_i)]
         data = rd.data
         if t.function == "sigmoid":
             value = Mux(neg_d, t.one - data, data)

@@ -39,7 +39,7 @@ class GateActivation(wiring.Component):
 
     Notes
     -----
-    Latency ``GATE_LATENCY`` = 2 cycles (the requantisation feeds the tables' address registers);
+    Latency ``GATE_LATENCY`` = 3 cycles (the requantisation feeds the tables' index registers);
     throughput one value per cycle. Two table memories.
     """
 
@@ -94,7 +94,7 @@ class LSTMElementwise(wiring.Component):
 
     Notes
     -----
-    Latency ``ELEMENTWISE_LATENCY`` = 6 cycles: products, cell state, tanh table (2), o*tanh(c)
+    Latency ``ELEMENTWISE_LATENCY`` = 7 cycles: products, cell state, tanh table (3), o*tanh(c)
     product, hidden state. Throughput one unit per cycle. Three multipliers, one tanh table.
     """
 
@@ -142,13 +142,16 @@ class LSTMElementwise(wiring.Component):
         with m.If(v1):
             m.d.sync += cells[unit1].eq(c_new)
 
-        # Stages 3-4: tanh(c).
+        # Stages 3 .. 2 + TABLE_LATENCY: tanh(c); o, c and unit wait beside it.
         m.submodules.tanh = tanh = ActivationTable(golden_lstm.tables(model)["tanh"])
         m.d.comb += [tanh.i_stream.payload.eq(requantize(c2, fm.cell, fm.tanh_in, model.rounding, "SAT")),
                      tanh.i_stream.valid.eq(v2)]
-        o4, c4, unit4 = Signal.like(o2), Signal.like(c2), Signal.like(unit2)
-        o3, c3, unit3 = Signal.like(o2), Signal.like(c2), Signal.like(unit2)
-        m.d.sync += [o3.eq(o2), c3.eq(c2), unit3.eq(unit2), o4.eq(o3), c4.eq(c3), unit4.eq(unit3)]
+        o4, c4, unit4 = o2, c2, unit2
+        for i in range(tanh.latency):
+            o_n, c_n, unit_n = Signal.like(o2, name=f"o_t{i}"), Signal.like(c2, name=f"c_t{i}"), \
+                Signal.like(unit2, name=f"unit_t{i}")
+            m.d.sync += [o_n.eq(o4), c_n.eq(c4), unit_n.eq(unit4)]
+            o4, c4, unit4 = o_n, c_n, unit_n
 
         # Stage 5: o * tanh(c).  Stage 6: hidden state.
         ot = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))
@@ -229,7 +232,7 @@ class LSTMLayer(wiring.Component):
         params = golden_lstm.quantized_parameters(model)
         w_banks, b_banks = pack_banks(params.weights, params.bias, pe, simd, row_order(model))
         m.submodules.mvu = mvu = MatrixVectorUnit(w_banks, b_banks, data_fmt=fm.data, weight_fmt=fm.weight,
-                                                  acc_fmt=model.accumulator)
+                                                  acc_fmt=model.accumulator, bias_fmt=model.bias)
 
         dshape = shape_of(fm.data)
         x_reg = [Signal(dshape, name=f"x{i}") for i in range(X)]

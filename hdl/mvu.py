@@ -6,7 +6,7 @@ Mirrors :func:`rnnaccel.golden.mvu.matrix_vector` (exact integer arithmetic).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,6 +65,8 @@ class MatrixVectorUnit(wiring.Component):
         Memory contents from :func:`pack_banks`: weight codes (pe, R*F, simd), bias codes (pe, R).
     data_fmt, weight_fmt, acc_fmt : QFormat
         Formats of the vector, the weights, and the accumulator (wide enough for the exact sum).
+    bias_fmt : QFormat, optional
+        Format of the stored biases (accumulator precision, possibly narrower); default ``acc_fmt``.
 
     Attributes
     ----------
@@ -81,7 +83,8 @@ class MatrixVectorUnit(wiring.Component):
     One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
     """
 
-    def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat):
+    def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat,
+                 bias_fmt: QFormat | None = None):
         w_banks = np.asarray(w_banks, dtype=np.int64)
         b_banks = np.asarray(b_banks, dtype=np.int64)
         if w_banks.ndim != 3:
@@ -93,8 +96,12 @@ class MatrixVectorUnit(wiring.Component):
         self.folds = depth // self.rows
         if not weight_fmt.contains(w_banks).all():
             raise ValueError(f"weight codes outside {weight_fmt}")
-        if not acc_fmt.contains(b_banks).all():
-            raise ValueError(f"bias codes outside {acc_fmt}")
+        bias_fmt = acc_fmt if bias_fmt is None else bias_fmt
+        if bias_fmt.frac != acc_fmt.frac or bias_fmt.width > acc_fmt.width:
+            raise ValueError(f"bias format {bias_fmt} must have the accumulator's frac and fit in {acc_fmt}")
+        if not bias_fmt.contains(b_banks).all():
+            raise ValueError(f"bias codes outside {bias_fmt}")
+        self.bias_fmt = bias_fmt
         self.w_banks, self.b_banks = w_banks, b_banks
         self.data_fmt, self.weight_fmt, self.acc_fmt = data_fmt, weight_fmt, acc_fmt
         self.latency = mvu_latency(self.simd)
@@ -111,11 +118,14 @@ class MatrixVectorUnit(wiring.Component):
         pe, simd, rows, folds = self.pe, self.simd, self.rows, self.folds
         wlayout = data.ArrayLayout(signed(self.weight_fmt.width), simd)
 
-        # Beat counters: fold k within row r.
+        # Beat counters: fold k within row r, and the weight word address r * folds + k
+        # (a counter of its own, not a multiplier).
         k = Signal(range(folds))
         r = Signal(range(rows))
+        addr = Signal(range(rows * folds))
         valid = self.i_stream.valid
         with m.If(valid):
+            m.d.sync += addr.eq(Mux(addr == rows * folds - 1, 0, addr + 1))
             with m.If(k == folds - 1):
                 m.d.sync += k.eq(0)
                 with m.If(r == rows - 1):
@@ -146,7 +156,7 @@ class MatrixVectorUnit(wiring.Component):
                                 init=[[int(v) for v in word] for word in self.w_banks[p]])
             m.submodules[f"weights{p}"] = mem
             rd = mem.read_port()
-            m.d.comb += rd.addr.eq(r * folds + k)
+            m.d.comb += rd.addr.eq(addr)
             w2 = Signal(wlayout, name=f"w2_{p}")
             m.d.sync += w2.eq(rd.data)
             level = []
@@ -173,7 +183,7 @@ class MatrixVectorUnit(wiring.Component):
         # Accumulator stage: bias is read one cycle ahead (row of the beat entering the tree output).
         tree_out = stage[n_stages]
         for p in range(pe):
-            bmem = memory.Memory(shape=signed(self.acc_fmt.width), depth=rows,
+            bmem = memory.Memory(shape=signed(self.bias_fmt.width), depth=rows,
                                  init=[int(v) for v in self.b_banks[p]])
             m.submodules[f"bias{p}"] = bmem
             brd = bmem.read_port()

@@ -12,7 +12,12 @@ Schedule of one timestep (input always valid, output always ready)::
     + elementwise_latency   last h_t element written
     = next cycle 0
 
-so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``.
+so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``
+``= R*F + 15 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 16 for SIMD <= 4.
+
+Every requantisation ends in a register and every memory has a registered address and data
+(the table index register is what keeps the long rounding/saturation path of the accumulator
+out of the table's address path).
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ __all__ = ["adder_tree_stages", "mvu_latency", "GATE_LATENCY", "TABLE_LATENCY", 
 
 #: Adder-tree levels between pipeline registers.
 LEVELS_PER_STAGE = 2
-#: Activation table: sync memory read + registered output.
-TABLE_LATENCY = 2
-#: Gate activation: requantise into the table address, then the table.
+#: Activation table: index register (after the requantisation), sync memory read, registered output.
+TABLE_LATENCY = 3
+#: Gate activation: requantise into the table's index register, then the table.
 GATE_LATENCY = TABLE_LATENCY
-#: LSTM element-wise stage: products, cell state, tanh table (2), o*tanh product, hidden state.
+#: LSTM element-wise stage: products, cell state, tanh table (3), o*tanh product, hidden state.
 ELEMENTWISE_LATENCY = 4 + TABLE_LATENCY
 
 
@@ -67,7 +72,7 @@ def multiplier_count(model: Model) -> dict[str, int]:
 
 
 def memory_bits(model: Model) -> dict[str, int]:
-    """Bits of ROM: weights (padded to whole folds), biases, and activation tables (3 per PE)."""
+    """Bits of ROM: weights (padded to whole folds), biases (format ``model.bias``), tables (3 per PE)."""
     f = model.formats
     weights = model.rows * model.folds * model.simd * f.weight.width
     bias = model.rows * model.bias.width

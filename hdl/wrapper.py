@@ -1,0 +1,185 @@
+"""Pin-limited wrapper: the accelerator behind narrow (byte) AXI4-Stream ports.
+
+:class:`SerialisedTop` exists so that a design whose vector ports are hundreds of bits wide can be
+placed on small packages (iCE40 UP5K-SG48 has 39 I/O, ECP5 CABGA381 about 200) for synthesis
+measurements and board builds. It is a separate component around an unchanged
+:class:`rnnaccel.hdl.top.Accelerator`; nothing in the accelerator knows about it.
+
+Wire format (``width`` = 8 by default)
+--------------------------------------
+A vector of ``n`` codes of ``W`` bits is first packed exactly as the wide
+:class:`~rnnaccel.hdl.top.AxiStreamTop` packs ``tdata`` -- element ``k`` in bits
+``[k*W + W-1 : k*W]``, two's complement -- then zero-padded to ``ceil(n*W / width)`` words and sent
+least significant word first, one word per beat::
+
+    beat b carries packed[b*width + width-1 : b*width]
+
+so with ``width = 8`` and 16-bit data, beat 0 is the low byte of ``x[0]``, beat 1 its high byte,
+beat 2 the low byte of ``x[1]``, ...
+
+An AXI4-Stream *packet* is one *sequence*: ``tlast`` is set on the final beat of the final vector
+of a sequence (``m_axis_tlast`` likewise on the final beat of that sequence's last ``h_t``).
+Vector boundaries follow from the beat count alone; ``s_axis_tlast`` is sampled only on the final
+beat of each vector (on other beats it is ignored). The padding bits of the final beat are ignored
+on input and zero on output.
+
+Ports: ``s_axis_tdata[width-1:0]``, ``s_axis_tvalid``, ``s_axis_tready``, ``s_axis_tlast``,
+``m_axis_tdata[width-1:0]``, ``m_axis_tvalid``, ``m_axis_tready``, ``m_axis_tlast``, plus ``clk``
+and ``rst`` (synchronous): ``2 * width + 8`` pins, 24 for bytes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rnnaccel.golden.model import Model
+
+from .top import Accelerator
+
+__all__ = ["SerialisedTop", "serial_beats", "pack_vector", "unpack_vector", "serial_ports"]
+
+
+def serial_beats(n: int, code_width: int, width: int = 8) -> int:
+    """Beats of ``width`` bits that carry one vector of ``n`` codes of ``code_width`` bits."""
+    return -(-n * code_width // width)
+
+
+def serial_ports(width: int = 8) -> int:
+    """Top-level pins of :class:`SerialisedTop` (data, handshakes, ``clk``, ``rst``)."""
+    return 2 * (width + 3) + 2
+
+
+def pack_vector(codes, code_width: int, width: int = 8) -> list[int]:
+    """Beats (unsigned ints of ``width`` bits) that carry the vector ``codes`` on the wire.
+
+    The software twin of the wrapper's deserialiser, for testbenches and the host side.
+    """
+    codes = [int(c) for c in codes]
+    mask = (1 << code_width) - 1
+    packed = 0
+    for k, c in enumerate(codes):
+        if not -(1 << (code_width - 1)) <= c < (1 << (code_width - 1)):
+            raise ValueError(f"code {c} at index {k} does not fit signed({code_width})")
+        packed |= (c & mask) << (k * code_width)
+    wmask = (1 << width) - 1
+    return [(packed >> (b * width)) & wmask for b in range(serial_beats(len(codes), code_width, width))]
+
+
+def unpack_vector(beats, n: int, code_width: int, width: int = 8) -> list[int]:
+    """Signed codes of a vector of ``n`` codes from its beats (inverse of :func:`pack_vector`)."""
+    beats = [int(b) for b in beats]
+    if len(beats) != serial_beats(n, code_width, width):
+        raise ValueError(f"a vector of {n} codes of {code_width} bits takes "
+                         f"{serial_beats(n, code_width, width)} beats of {width} bits, got {len(beats)}")
+    packed = 0
+    for b, v in enumerate(beats):
+        packed |= (v & ((1 << width) - 1)) << (b * width)
+    out = []
+    for k in range(n):
+        c = (packed >> (k * code_width)) & ((1 << code_width) - 1)
+        out.append(c - (1 << code_width) if c >> (code_width - 1) else c)
+    return out
+
+
+class SerialisedTop(wiring.Component):
+    """:class:`~rnnaccel.hdl.top.Accelerator` behind ``width``-bit AXI4-Stream ports.
+
+    Parameters
+    ----------
+    model : Model
+    width : int
+        Bits per beat of both streams (default 8). See the module docstring for the wire format.
+
+    Attributes
+    ----------
+    s_axis_tdata : In(width)
+    s_axis_tvalid, s_axis_tlast : In(1)
+    s_axis_tready : Out(1)
+    m_axis_tdata : Out(width)
+    m_axis_tvalid, m_axis_tlast : Out(1)
+    m_axis_tready : In(1)
+    in_beats, out_beats : int
+        Beats per ``x_t`` / ``h_t`` vector.
+
+    Notes
+    -----
+    Deserialiser: a register of ``in_beats * width`` bits filled one beat per cycle
+    (``s_axis_tready`` is high while filling); after the final beat it offers the vector to the
+    accelerator and holds ``s_axis_tready`` low until the accelerator takes it (the accelerator's
+    ``x_t`` register frees it in the cycle it starts the step, so the next vector streams in while
+    the step computes). Serialiser: no register of its own; it selects beat ``i`` from the
+    accelerator's ``h_t`` output register (stable while waiting, as the stream contract requires)
+    and takes ``h_t`` with the final beat. The accelerator computes the next step meanwhile and
+    stalls only if that step finishes before the ``out_beats`` beats have left.
+    Throughput: one timestep per ``max(cycles_per_timestep, in_beats + 1, out_beats)`` cycles
+    when the streams run freely; latency adds ``in_beats + 1`` cycles in front of the accelerator.
+    Cost beside the accelerator: ``in_beats * width`` flip-flops with their enables, an
+    ``out_beats``-to-1 multiplexer of ``width`` bits, and two beat counters.
+    """
+
+    def __init__(self, model: Model, width: int = 8):
+        if not isinstance(model, Model):
+            raise TypeError(f"SerialisedTop needs a rnnaccel Model, got {type(model).__name__}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer number of bits per beat, got {width!r}")
+        self.model = model
+        self.width = width
+        self.code_width = model.formats.data.width
+        self.in_bits = model.input_size * self.code_width
+        self.out_bits = model.hidden_size * self.code_width
+        self.in_beats = serial_beats(model.input_size, self.code_width, width)
+        self.out_beats = serial_beats(model.hidden_size, self.code_width, width)
+        super().__init__({
+            "s_axis_tdata": In(width),
+            "s_axis_tvalid": In(1),
+            "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(width),
+            "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accel = acc = Accelerator(self.model)
+        w = self.width
+
+        # -- deserialiser: x_t beats -> one wide beat ------------------------------------------
+        in_buf = Signal(self.in_beats * w)
+        in_idx = Signal(range(self.in_beats))
+        in_full = Signal()
+        in_last = Signal()
+        m.d.comb += [
+            self.s_axis_tready.eq(~in_full),
+            acc.i_stream.valid.eq(in_full),
+            acc.i_stream.payload.data.as_value().eq(in_buf[:self.in_bits]),
+            acc.i_stream.payload.last.eq(in_last),
+        ]
+        with m.If(self.s_axis_tvalid & ~in_full):
+            m.d.sync += in_buf.word_select(in_idx, w).eq(self.s_axis_tdata)
+            with m.If(in_idx == self.in_beats - 1):
+                m.d.sync += [in_idx.eq(0), in_full.eq(1), in_last.eq(self.s_axis_tlast)]
+            with m.Else():
+                m.d.sync += in_idx.eq(in_idx + 1)
+        with m.If(acc.i_stream.valid & acc.i_stream.ready):
+            m.d.sync += in_full.eq(0)
+
+        # -- serialiser: the accelerator's h_t register -> beats -----------------------------------
+        # The accelerator holds h_t in its output register (payload stable while valid and not
+        # ready), so the beats are selected from it in place and h_t is taken with the final beat.
+        out_vec = Signal(self.out_beats * w)
+        out_idx = Signal(range(self.out_beats))
+        final = out_idx == self.out_beats - 1
+        m.d.comb += [
+            out_vec.eq(acc.o_stream.payload.data.as_value()),
+            self.m_axis_tdata.eq(out_vec.word_select(out_idx, w)),
+            self.m_axis_tvalid.eq(acc.o_stream.valid),
+            self.m_axis_tlast.eq(acc.o_stream.payload.last & final),
+            acc.o_stream.ready.eq(self.m_axis_tready & final),
+        ]
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += out_idx.eq(Mux(final, 0, out_idx + 1))
+        return m
