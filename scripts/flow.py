@@ -1,0 +1,254 @@
+"""Flows: generate a self-contained build directory, and simulate it with cocotb.
+
+A thin layer over library objects (no datapath logic here)::
+
+    from rnnaccel.scripts import flow
+    info = flow.generate(model, "build/")                  # Verilog + model + golden vectors + summary
+    res = flow.simulate("build/", sim="verilator")         # cocotb, bit-exact at every timestep
+
+Build directory written by :func:`generate`:
+
+=====================  ============================================================================
+``rnnaccel_top.v``     the accelerator (:func:`rnnaccel.hdl.export.to_verilog`), AXI4-Stream ports
+``model.toml``/``.npz``  the model description and its float weights (:func:`rnnaccel.golden.save`)
+``vectors.npz``        inputs and expected outputs, see :mod:`rnnaccel.sim.vectors`
+``summary.json``       ``model`` (``Model.summary()``), ``perf`` (``hdl.perf.estimate``), ``axis``
+                       (bus widths), ``vectors`` (statistics), ``golden`` (saturation counts, error
+                       of the integer model against the float reference)
+``sim_<simulator>/``   made by :func:`simulate`: simulator build, logs, ``results.json``
+=====================  ============================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rnnaccel.golden.fixed import SaturationCounter, to_float
+from rnnaccel.golden.lstm import quantize_input, quantized_parameters, run_codes
+from rnnaccel.golden.model import ConfigError, Model, load, save
+from rnnaccel.golden.reference import lstm_float
+from rnnaccel.sim.vectors import bus_width, save_vectors
+
+__all__ = ["generate", "simulate", "resolve_model", "example_names", "example_of", "SUMMARY_FILE",
+           "RESULTS_FILE"]
+
+SUMMARY_FILE = "summary.json"
+RESULTS_FILE = "results.json"
+
+
+def _examples():
+    """The built-in examples module, or None if it is not available."""
+    try:
+        from rnnaccel.golden import examples
+    except ImportError:
+        return None
+    return examples if hasattr(examples, "names") else None
+
+
+def example_names() -> list[str]:
+    ex = _examples()
+    return list(ex.names()) if ex is not None else []
+
+
+def example_of(model: Model) -> str | None:
+    """The built-in example ``model`` was made from (same name, sizes and weights), else None.
+
+    Parallelism and formats may differ (e.g. ``--pe`` on the command line).
+    """
+    ex = _examples()
+    if ex is None or model.name not in ex.names():
+        return None
+    ref = ex.load(model.name)
+    if (ref.cell, ref.input_size, ref.hidden_size) != (model.cell, model.input_size, model.hidden_size):
+        return None
+    if all(np.array_equal(ref.weights[k], model.weights[k]) for k in ref.weights):
+        return model.name
+    return None
+
+
+def resolve_model(config, *, pe: int | None = None, simd: int | None = None) -> Model:
+    """A model from a TOML path or a built-in example name, with optional other parallelism.
+
+    Raises
+    ------
+    ConfigError
+        If ``config`` is neither an existing file nor an example name, or a value is impossible.
+    """
+    if isinstance(config, Model):
+        model = config
+    else:
+        path = Path(config)
+        if path.is_file():
+            model = load(path)
+        elif str(config) in example_names():
+            model = _examples().load(str(config))
+        else:
+            names = example_names()
+            hint = f"; built-in examples: {', '.join(names)}" if names else ""
+            if path.suffix.lower() == ".toml" or path.parent != Path("."):
+                raise ConfigError(f"config file {str(config)!r} does not exist{hint}")
+            raise ConfigError(f"{str(config)!r} is neither a config file nor a built-in example{hint}")
+    if pe is not None or simd is not None:
+        model = model.with_hardware(pe=pe, simd=simd)
+    return model
+
+
+def _check_counts(sequences, min_len, max_len):
+    for name, v in (("sequences", sequences), ("min_len", min_len), ("max_len", max_len)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if min_len > max_len:
+        raise ValueError(f"min_len = {min_len} is larger than max_len = {max_len}")
+
+
+def _make_inputs(model: Model, sequences, min_len, max_len, seed) -> tuple[list[np.ndarray], str]:
+    name = example_of(model)
+    if name is not None:
+        xs = _examples().inputs(name, sequences, min_len=min_len, max_len=max_len, seed=seed)
+        return [np.asarray(x, dtype=np.float64) for x in xs], f"example:{name}"
+    rng = np.random.default_rng(seed)
+    xs = []
+    for _ in range(sequences):
+        T = int(rng.integers(min_len, max_len + 1))
+        xs.append(rng.uniform(-1.0, 1.0, (T, model.input_size)))
+    return xs, "uniform[-1,1]"
+
+
+def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len: int = 50, seed: int = 0,
+             inputs=None, status: Callable[[str], None] | None = None) -> dict:
+    """Write a self-contained build directory: Verilog, model, golden vectors and a summary.
+
+    Parameters
+    ----------
+    model : Model, or str / path
+        The model, or a TOML config path / built-in example name (see :func:`resolve_model`).
+    out_dir : path
+        Created if missing; existing files of the same names are replaced.
+    sequences, min_len, max_len, seed : int
+        Test sequences to draw when ``inputs`` is not given: the example's own ``inputs(...)`` for a
+        built-in example, otherwise uniform in [-1, 1] with lengths uniform in [min_len, max_len].
+    inputs : list of array_like (T, X), optional
+        Float input sequences to use instead.
+    status : callable, optional
+        Called with short progress lines.
+
+    Returns
+    -------
+    dict
+        The contents of ``summary.json``.
+    """
+    say = status or (lambda s: None)
+    model = resolve_model(model)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if inputs is None:
+        _check_counts(sequences, min_len, max_len)
+        xs, source = _make_inputs(model, sequences, min_len, max_len, seed)
+    else:
+        xs, source = [np.asarray(x, dtype=np.float64) for x in inputs], "given"
+        if not xs:
+            raise ValueError("inputs is empty: give at least one sequence")
+        for i, x in enumerate(xs):
+            if x.ndim != 2 or x.shape[1] != model.input_size or x.shape[0] < 1:
+                raise ValueError(f"inputs[{i}] has shape {x.shape}; expected (T >= 1, {model.input_size})")
+
+    from rnnaccel.hdl.export import to_verilog
+    from rnnaccel.hdl.perf import estimate
+
+    t0 = time.monotonic()
+    say(f"generating Verilog for {model.name} (X={model.input_size}, H={model.hidden_size}, "
+        f"PE={model.pe}, SIMD={model.simd})")
+    verilog = to_verilog(model, name="rnnaccel_top")
+    (out / "rnnaccel_top.v").write_text(verilog)
+    save(model, out / "model.toml")
+    t_verilog = time.monotonic() - t0
+
+    say(f"running the golden model on {len(xs)} sequences ({sum(len(x) for x in xs)} timesteps)")
+    counter = SaturationCounter(quantized_parameters(model).saturation)
+    x_codes, h_codes, h_float = [], [], []
+    for x in xs:
+        xq = quantize_input(x, model, counter)
+        x_codes.append(xq)
+        h_codes.append(run_codes(model, xq, counter).h_codes)
+        h_float.append(lstm_float(model, x)[0])
+    lengths = np.array([len(x) for x in xs], dtype=np.int64)
+    x_codes, h_codes = np.concatenate(x_codes), np.concatenate(h_codes)
+    x_float, h_float = np.concatenate(xs), np.concatenate(h_float)
+    save_vectors(out / "vectors.npz", x_codes, lengths, h_codes, x_float, h_float)
+    err = np.abs(to_float(h_codes, model.formats.data) - h_float)
+
+    perf = estimate(model)
+    w = model.formats.data.width
+    summary = {
+        "model": model.summary(),
+        "perf": perf,
+        "axis": {"s_axis_tdata_width": bus_width(model.input_size, w),
+                 "m_axis_tdata_width": bus_width(model.hidden_size, w)},
+        "vectors": {
+            "sequences": int(len(lengths)), "timesteps": int(lengths.sum()),
+            "min_len": int(lengths.min()), "max_len": int(lengths.max()),
+            "seed": seed, "source": source,
+            "x_abs_max": float(np.abs(x_float).max()),
+            "steady_state_cycles": int(lengths.sum()) * perf["cycles_per_timestep"],
+        },
+        "golden": {
+            "saturation": {k: int(v) for k, v in sorted(counter.items()) if v},
+            "saturation_total": int(sum(counter.values())),
+            "max_abs_error_vs_float": float(err.max()),
+            "mean_abs_error_vs_float": float(err.mean()),
+            "lsb": model.formats.data.lsb,
+        },
+        "files": ["rnnaccel_top.v", "model.toml", "model.npz", "vectors.npz", SUMMARY_FILE],
+        "generate_s": round(time.monotonic() - t0, 3),
+        "verilog_s": round(t_verilog, 3),
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    say(f"wrote {out}")
+    return summary
+
+
+def simulate(build_dir, sim: str = "verilator", *, seed: int = 0, idle: float = 0.3, backpressure: float = 0.3,
+             json_out=None, throughput_sequences: int = 2, status: Callable[[str], None] | None = None,
+             waves: bool = False) -> dict:
+    """Run the cocotb bench on a build directory made by :func:`generate`.
+
+    The simulator builds in ``<build_dir>/sim_<sim>/``. Returns the bench's results (see
+    :mod:`rnnaccel.sim.bench_top`: ``mismatches``, ``timesteps``, ``sequences``,
+    ``cycles_per_timestep`` measured and ``cycles_per_timestep_model``, ``max_abs_error_vs_float``,
+    ``simulator``, ``first_mismatches``, ...) plus ``model``, ``perf`` and ``golden`` from
+    ``summary.json``; also written to ``json_out`` if given.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``build_dir`` or one of its files is missing.
+    ValueError
+        On an unknown simulator or a probability outside [0, 1).
+    rnnaccel.sim.runner.SimulationError
+        If the simulator is missing, the build fails or the bench crashes.
+    """
+    from rnnaccel.sim.runner import check_build_dir, run_bench
+
+    build = check_build_dir(build_dir)
+    try:
+        summary = json.loads((build / SUMMARY_FILE).read_text())
+        summary["model"], summary["perf"]
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{build / SUMMARY_FILE} is not a summary written by 'rnnaccel generate' ({e})") from None
+    results = run_bench(build, sim, seed=seed, idle=idle, backpressure=backpressure,
+                        throughput_sequences=throughput_sequences, status=status, waves=waves)
+    results["build_dir"] = str(build)
+    results["model"] = summary["model"]
+    results["perf"] = summary["perf"]
+    results["golden"] = summary.get("golden", {})
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,353 @@
+"""cocotb bench of the generated top level ``rnnaccel_top`` (cocotb 2.x; driven by :mod:`rnnaccel.sim.runner`).
+
+Driver -> DUT -> monitor -> in-order scoreboard against the golden model's ``h_codes``:
+
+1. **Check phase.** Every sequence of ``vectors.npz`` is sent back to back, one AXI4-Stream frame
+   per sequence (cocotbext-axi ``AxiStreamSource``), with random idle cycles on the input and random
+   backpressure on the output (``AxiStreamSink`` with pause generators, seeded). A light passive
+   monitor records every output handshake (cycle, ``tdata``, ``tlast``); every ``h_t`` is compared
+   bit-exactly with the golden model and ``tlast`` must mark exactly the last step of each frame.
+2. **Throughput phase.** Pauses off (input always valid, output always ready), a couple of
+   sequences again; the cycles between consecutive output handshakes must all equal the analytic
+   ``cycles_per_timestep`` of :mod:`rnnaccel.hdl.perf` (read from ``summary.json``). Its outputs are
+   checked too.
+
+Parameters come from environment variables (the runner sets them):
+
+``RNNACCEL_BUILD_DIR``   directory with ``vectors.npz`` and ``summary.json`` (required)
+``RNNACCEL_RESULTS``     where to write the results JSON (default ``<build>/results.json``)
+``RNNACCEL_SEED``        seed of the pause generators (default 0)
+``RNNACCEL_IDLE``        probability of an idle input cycle (default 0.3)
+``RNNACCEL_BACKPRESSURE``  probability of ``m_axis_tready`` low (default 0.3)
+``RNNACCEL_THROUGHPUT_SEQUENCES``  sequences in the throughput phase (default 2)
+``RNNACCEL_SIM``         simulator name for the report (default ``cocotb.SIM_NAME``)
+``RNNACCEL_PROGRESS``    file overwritten with a progress line after every received frame (optional)
+
+The Python side only runs when something happens on the streams: the monitor sleeps on
+``m_axis_tvalid`` rising while the output is idle, and the clock is the simulator's own (GPI) clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+from rnnaccel.golden.fixed import QFormat
+from rnnaccel.sim.vectors import load_vectors, unpack_beats
+
+CLOCK_NS = 10
+#: Mismatch records kept in the results.
+FIRST_MISMATCHES = 10
+#: Stands for a received element with X/Z bits (outside every data format).
+UNKNOWN = 1 << 62
+
+
+def _env_float(name: str, default: float) -> float:
+    v = os.environ.get(name, "")
+    return float(v) if v.strip() else default
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name, "")
+    return int(v) if v.strip() else default
+
+
+def _pauses(rng: random.Random, p: float):
+    """Endless pause pattern: True (pause) with probability ``p`` per cycle."""
+    if p <= 0:
+        return itertools.repeat(False)
+    r = rng.random
+    return (r() < p for _ in itertools.count())
+
+
+class HandshakeMonitor:
+    """Passive recorder of output handshakes: (cycle, tdata, tlast) per beat.
+
+    Runs on every clock edge only while ``m_axis_tvalid`` is high; while it is low it sleeps until
+    ``m_axis_tvalid`` rises, so it adds little to the simulation time.
+    """
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.cycles: list[int] = []
+        self.data: list[int] = []
+        self.last: list[bool] = []
+
+    def __len__(self):
+        return len(self.data)
+
+    async def run(self):
+        dut = self.dut
+        valid, ready, data, last = dut.m_axis_tvalid, dut.m_axis_tready, dut.m_axis_tdata, dut.m_axis_tlast
+        clock_edge = RisingEdge(dut.clk)
+        valid_rise = RisingEdge(valid)
+        read_only = ReadOnly()
+        while True:
+            await clock_edge
+            # values sampled at the edge are those the DUT's registers see at this edge
+            if valid.value == 1:
+                if ready.value == 1:
+                    self.cycles.append(round(get_sim_time("ns") / CLOCK_NS))
+                    try:
+                        self.data.append(int(data.value))
+                    except ValueError:          # X or Z bits on a valid beat: recorded, never equal
+                        self.data.append(None)
+                    self.last.append(last.value == 1)
+            else:
+                await read_only
+                if valid.value != 1:
+                    await valid_rise
+
+
+class Scoreboard:
+    """In-order comparison of received beats with the expected ``h_codes``."""
+
+    def __init__(self, vectors, fmt: QFormat, hidden: int):
+        self.v = vectors
+        self.fmt = fmt
+        self.hidden = hidden
+        self.seq_of_step = np.repeat(np.arange(vectors.sequences), vectors.lengths)
+        self.step_in_seq = np.arange(vectors.timesteps) - vectors.offsets[self.seq_of_step]
+        self.mismatches = 0          # timesteps whose h_t differs (or is missing / extra)
+        self.element_mismatches = 0
+        self.tlast_errors = 0
+        self.first: list[dict] = []
+        self.max_abs_error_vs_float = 0.0
+        self.checked = 0
+
+    def check(self, beats: list[int], lasts: list[bool], steps: np.ndarray, phase: str):
+        """Compare received ``beats`` with the expected values of global step indices ``steps``."""
+        unknown = [b is None for b in beats]
+        got = unpack_beats([0 if b is None else b for b in beats], self.hidden, self.fmt.width, self.fmt.signed)
+        got[np.asarray(unknown, dtype=bool)] = UNKNOWN
+        n = min(len(got), len(steps))
+        exp = self.v.h_codes[steps[:n]]
+        exp_last = self.v.last_flags()[steps[:n]]
+        diff = got[:n] != exp
+        bad_steps = np.flatnonzero(diff.any(axis=1))
+        self.mismatches += len(bad_steps)
+        self.element_mismatches += int(diff.sum())
+        self.checked += n
+        for i in bad_steps:
+            if len(self.first) >= FIRST_MISMATCHES:
+                break
+            st = int(steps[i])
+            els = np.flatnonzero(diff[i])
+            self.first.append({
+                "phase": phase, "sequence": int(self.seq_of_step[st]), "step": int(self.step_in_seq[st]),
+                "elements": [int(e) for e in els[:8]],
+                "got": [("X" if got[i, e] == UNKNOWN else int(got[i, e])) for e in els[:8]],
+                "expected": [int(exp[i, e]) for e in els[:8]],
+            })
+        lasts = np.asarray(lasts[:n], dtype=bool)
+        bad_last = np.flatnonzero(lasts != exp_last)
+        self.tlast_errors += len(bad_last)
+        for i in bad_last[:max(0, FIRST_MISMATCHES - len(self.first))]:
+            st = int(steps[i])
+            self.first.append({"phase": phase, "sequence": int(self.seq_of_step[st]),
+                               "step": int(self.step_in_seq[st]), "tlast": bool(lasts[i]),
+                               "expected_tlast": bool(exp_last[i])})
+        if len(got) != len(steps):   # missing or extra beats count as mismatching timesteps
+            self.mismatches += abs(len(got) - len(steps))
+            if len(self.first) < FIRST_MISMATCHES:
+                self.first.append({"phase": phase, "beats_received": len(got), "beats_expected": len(steps)})
+        known = got[:n] != UNKNOWN
+        if self.v.h_float is not None and known.any():
+            err = np.abs(got[:n] * self.fmt.lsb - self.v.h_float[steps[:n]])[known]
+            self.max_abs_error_vs_float = max(self.max_abs_error_vs_float, float(err.max()))
+
+
+def _frames(vectors, x_fmt: QFormat, byte_lanes: int, seqs) -> list[AxiStreamFrame]:
+    """One frame per sequence; each beat is ``byte_lanes`` little-endian bytes of the packed vector."""
+    mask = (1 << x_fmt.width) - 1
+    frames = []
+    for s in seqs:
+        buf = bytearray()
+        for row in vectors.x_codes[vectors.sequence(s)].tolist():
+            v = 0
+            for k, c in enumerate(row):
+                v |= (c & mask) << (k * x_fmt.width)
+            buf += v.to_bytes(byte_lanes, "little")
+        frames.append(AxiStreamFrame(bytes(buf)))
+    return frames
+
+
+async def _receive(sink, count: int, budget_cycles: list[int], progress: Path | None = None,
+                   phase: str = "") -> tuple[list[int], str | None]:
+    """Receive ``count`` frames; returns their lengths in bytes and an error text on timeout.
+
+    After each frame, ``progress`` (if given) is overwritten with one line for the runner to show.
+    """
+    lengths = []
+    for i in range(count):
+        try:
+            frame = await with_timeout(sink.recv(), budget_cycles[i] * CLOCK_NS, "ns")
+        except SimTimeoutError:
+            return lengths, (f"timeout: frame {i} of {count} not complete after {budget_cycles[i]} cycles "
+                             f"(tlast missing or the design stalled)")
+        lengths.append(len(frame.tdata))
+        if progress is not None:
+            progress.write_text(f"{phase}: {i + 1}/{count} frames\n")
+    return lengths, None
+
+
+@cocotb.test()
+async def test_top(dut):
+    """Bit-exact check of every h_t, frame boundaries, and steady-state cycles per timestep."""
+    wall0 = time.monotonic()
+    build = Path(os.environ["RNNACCEL_BUILD_DIR"])
+    results_path = Path(os.environ.get("RNNACCEL_RESULTS") or build / "results.json")
+    seed = _env_int("RNNACCEL_SEED", 0)
+    idle = _env_float("RNNACCEL_IDLE", 0.3)
+    backpressure = _env_float("RNNACCEL_BACKPRESSURE", 0.3)
+    n_tp = _env_int("RNNACCEL_THROUGHPUT_SEQUENCES", 2)
+    simulator = os.environ.get("RNNACCEL_SIM") or cocotb.SIM_NAME
+
+    summary = json.loads((build / "summary.json").read_text())
+    m = summary["model"]
+    X, H = int(m["input_size"]), int(m["hidden_size"])
+    fmt = QFormat.parse(m["formats"]["data"])
+    cpt_model = int(summary["perf"]["cycles_per_timestep"])
+    vectors = load_vectors(build)
+    S = vectors.sequences
+
+    in_width, out_width = len(dut.s_axis_tdata), len(dut.m_axis_tdata)
+    assert in_width >= X * fmt.width and in_width % 8 == 0, \
+        f"s_axis_tdata is {in_width} bits; expected X*W = {X}*{fmt.width} padded to whole bytes"
+    assert out_width >= H * fmt.width and out_width % 8 == 0, \
+        f"m_axis_tdata is {out_width} bits; expected H*W = {H}*{fmt.width} padded to whole bytes"
+
+    impl = "gpi" if "icarus" in cocotb.SIM_NAME.lower() else None
+    Clock(dut.clk, CLOCK_NS, unit="ns", **({"impl": impl} if impl else {})).start()
+    dut.rst.value = 1
+    dut.s_axis_tvalid.value = 0
+    dut.s_axis_tlast.value = 0
+    dut.s_axis_tdata.value = 0
+    dut.m_axis_tready.value = 0
+    await ClockCycles(dut.clk, 3)
+    for prefix in ("s_axis", "m_axis"):     # cocotbext-axi is chatty at INFO level
+        logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+    # created once the ports have defined values (their loops start at once and sample them)
+    source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk)
+    sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk)
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+
+    monitor = HandshakeMonitor(dut)
+    cocotb.start_soon(monitor.run())
+    board = Scoreboard(vectors, fmt, H)
+    errors: list[str] = []
+
+    # -- phase 1: all sequences back to back, idles and backpressure -------------------------------
+    rng = random.Random(seed)
+    source.set_pause_generator(_pauses(random.Random(rng.random()), idle))
+    sink.set_pause_generator(_pauses(random.Random(rng.random()), backpressure))
+    slow = 1.0 / max(1e-3, (1 - idle) * (1 - backpressure))
+    budgets = [int(4 * slow * (int(T) + 1) * cpt_model) + 500 for T in vectors.lengths]
+    t0 = get_sim_time("ns")
+    for f in _frames(vectors, fmt, in_width // 8, range(S)):
+        source.send_nowait(f)
+    progress = Path(os.environ["RNNACCEL_PROGRESS"]) if os.environ.get("RNNACCEL_PROGRESS") else None
+    frame_bytes, err = await _receive(sink, S, budgets, progress, "check phase")
+    if err:
+        errors.append(err)
+    check_cycles = round((get_sim_time("ns") - t0) / CLOCK_NS)
+    await ClockCycles(dut.clk, 2 * cpt_model)     # anything extra would show up here
+    n1 = len(monitor)
+    board.check(monitor.data[:n1], monitor.last[:n1], np.arange(vectors.timesteps), "check")
+    beat_bytes = out_width // 8
+    bad_frames = [{"sequence": i, "beats": b // beat_bytes, "expected": int(vectors.lengths[i])}
+                  for i, b in enumerate(frame_bytes) if b // beat_bytes != vectors.lengths[i]]
+    if bad_frames:
+        errors.append(f"{len(bad_frames)} frame(s) with tlast at the wrong step, first {bad_frames[0]}")
+
+    # -- phase 2: throughput, pauses off -----------------------------------------------------------
+    source.clear_pause_generator()
+    sink.clear_pause_generator()
+    source.pause = False
+    sink.pause = False
+    await ClockCycles(dut.clk, 2)
+    tp_seqs = list(range(min(n_tp, S)))
+    intervals: list[int] = []
+    within: list[int] = []
+    across: list[int] = []
+    if tp_seqs and not errors:
+        start = len(monitor)
+        for f in _frames(vectors, fmt, in_width // 8, tp_seqs):
+            source.send_nowait(f)
+        _, err = await _receive(sink, len(tp_seqs), [int(2 * (int(vectors.lengths[s]) + 1) * cpt_model) + 500
+                                                     for s in tp_seqs], progress, "throughput phase")
+        if err:
+            errors.append("throughput phase: " + err)
+        await ClockCycles(dut.clk, 2)
+        steps = np.concatenate([np.arange(vectors.sequence(s).start, vectors.sequence(s).stop) for s in tp_seqs])
+        board.check(monitor.data[start:], monitor.last[start:], steps, "throughput")
+        cyc = monitor.cycles[start:]
+        lasts = monitor.last[start:]
+        for i in range(1, len(cyc)):
+            d = cyc[i] - cyc[i - 1]
+            intervals.append(d)
+            (across if lasts[i - 1] else within).append(d)
+
+    def stats(xs):
+        return {"min": min(xs), "max": max(xs), "mean": sum(xs) / len(xs), "samples": len(xs)} if xs else None
+
+    cpt = stats(intervals)
+    if cpt is None and not errors:
+        errors.append("throughput phase produced fewer than two output beats")
+    elif cpt and not cpt["min"] == cpt["max"] == cpt_model:
+        errors.append(f"cycles per timestep measured {cpt['min']}..{cpt['max']}, model {cpt_model}")
+    if board.mismatches:
+        errors.append(f"{board.mismatches} timestep(s) differ from the golden model")
+    if board.tlast_errors:
+        errors.append(f"{board.tlast_errors} beat(s) with wrong tlast")
+
+    results = {
+        "simulator": simulator,
+        "passed": not errors,
+        "errors": errors,
+        "sequences": S,
+        "timesteps": vectors.timesteps,
+        "checked_timesteps": board.checked,
+        "mismatches": board.mismatches,
+        "element_mismatches": board.element_mismatches,
+        "tlast_errors": board.tlast_errors,
+        "frame_errors": len(bad_frames) + (S - len(frame_bytes)),
+        "first_mismatches": board.first,
+        "cycles_per_timestep": (cpt["min"] if cpt and cpt["min"] == cpt["max"] else (cpt["mean"] if cpt else None)),
+        "cycles_per_timestep_min": cpt["min"] if cpt else None,
+        "cycles_per_timestep_max": cpt["max"] if cpt else None,
+        "cycles_per_timestep_model": cpt_model,
+        "cycles_per_timestep_within_frames": stats(within),
+        "cycles_per_timestep_across_frames": stats(across),
+        "throughput_sequences": len(tp_seqs),
+        "max_abs_error_vs_float": board.max_abs_error_vs_float if vectors.h_float is not None else None,
+        "check_phase_cycles": check_cycles,
+        "sim_cycles": round(get_sim_time("ns") / CLOCK_NS),
+        "sim_wall_s": round(time.monotonic() - wall0, 3),
+        "seed": seed,
+        "idle": idle,
+        "backpressure": backpressure,
+        "s_axis_tdata_width": in_width,
+        "m_axis_tdata_width": out_width,
+    }
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    dut._log.info("results: %s", results_path)
+
+    assert not bad_frames and results["frame_errors"] == 0, errors
+    assert board.mismatches == 0 and board.tlast_errors == 0, errors
+    assert not errors, errors

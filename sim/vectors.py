@@ -1,0 +1,129 @@
+"""Test vectors of a build directory and the AXI4-Stream packing of the generated top level.
+
+A build directory (written by :func:`rnnaccel.scripts.flow.generate`) holds ``vectors.npz``:
+
+===========  ================  ===========================================================
+array        shape             meaning
+===========  ================  ===========================================================
+``x_codes``  (sum T, X) int64  input codes (format ``data``), all sequences concatenated
+``lengths``  (S,) int64        steps ``T`` of each sequence
+``h_codes``  (sum T, H) int64  expected ``h_t`` codes: the golden integer model, each
+                               sequence run from zero state
+``x_float``  (sum T, X)        float inputs before quantisation
+``h_float``  (sum T, H)        float reference (PyTorch semantics) of ``h_t``
+===========  ================  ===========================================================
+
+Stream packing (both directions): one beat is one vector; element ``k`` of width ``W`` sits at
+bits ``[k*W + W-1 : k*W]`` in two's complement, and the bus is padded with zeros to a whole
+number of bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Vectors", "load_vectors", "save_vectors", "bus_width", "pack_beats", "unpack_beats",
+           "VECTORS_FILE"]
+
+VECTORS_FILE = "vectors.npz"
+
+
+def bus_width(elements: int, width: int) -> int:
+    """Bits of a ``tdata`` bus carrying ``elements`` values of ``width`` bits (whole bytes)."""
+    return -(-elements * width // 8) * 8
+
+
+def pack_beats(codes, width: int) -> list[int]:
+    """Pack rows of codes (T, K) into one integer per beat (element ``k`` at bit ``k*width``)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    mask = (1 << width) - 1
+    beats = []
+    for row in codes:
+        v = 0
+        for k, c in enumerate(row.tolist()):
+            v |= (c & mask) << (k * width)
+        beats.append(v)
+    return beats
+
+
+def unpack_beats(beats, elements: int, width: int, signed: bool = True) -> np.ndarray:
+    """Inverse of :func:`pack_beats`: integers -> codes (len(beats), elements) int64.
+
+    Padding bits above ``elements * width`` are ignored.
+    """
+    mask = (1 << width) - 1
+    half = 1 << (width - 1)
+    out = np.zeros((len(beats), elements), dtype=np.int64)
+    for i, v in enumerate(beats):
+        v = int(v)
+        for k in range(elements):
+            c = (v >> (k * width)) & mask
+            if signed and c >= half:
+                c -= 1 << width
+            out[i, k] = c
+    return out
+
+
+@dataclass
+class Vectors:
+    """The contents of ``vectors.npz`` with per-sequence views."""
+
+    x_codes: np.ndarray
+    lengths: np.ndarray
+    h_codes: np.ndarray
+    x_float: np.ndarray | None = None
+    h_float: np.ndarray | None = None
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Index of the first step of each sequence (length S + 1, last = total steps)."""
+        return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+
+    @property
+    def sequences(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def timesteps(self) -> int:
+        return int(np.sum(self.lengths))
+
+    def sequence(self, s: int) -> slice:
+        o = self.offsets
+        return slice(int(o[s]), int(o[s + 1]))
+
+    def last_flags(self) -> np.ndarray:
+        """Expected ``tlast`` of every step: true at the last step of each sequence."""
+        flags = np.zeros(self.timesteps, dtype=bool)
+        flags[self.offsets[1:] - 1] = True
+        return flags
+
+
+def save_vectors(path, x_codes, lengths, h_codes, x_float=None, h_float=None) -> Path:
+    path = Path(path)
+    arrays = {"x_codes": np.asarray(x_codes, dtype=np.int64), "lengths": np.asarray(lengths, dtype=np.int64),
+              "h_codes": np.asarray(h_codes, dtype=np.int64)}
+    if x_float is not None:
+        arrays["x_float"] = np.asarray(x_float, dtype=np.float64)
+    if h_float is not None:
+        arrays["h_float"] = np.asarray(h_float, dtype=np.float64)
+    np.savez(path, **arrays)
+    return path
+
+
+def load_vectors(path) -> Vectors:
+    """Read ``vectors.npz`` (a file, or a build directory containing one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / VECTORS_FILE
+    with np.load(path, allow_pickle=False) as npz:
+        v = Vectors(npz["x_codes"].astype(np.int64), npz["lengths"].astype(np.int64),
+                    npz["h_codes"].astype(np.int64),
+                    npz["x_float"] if "x_float" in npz.files else None,
+                    npz["h_float"] if "h_float" in npz.files else None)
+    if v.x_codes.shape[0] != v.timesteps or v.h_codes.shape[0] != v.timesteps:
+        raise ValueError(f"{path}: x_codes has {v.x_codes.shape[0]} rows and h_codes {v.h_codes.shape[0]}, "
+                         f"but the lengths add up to {v.timesteps} steps")
+    return v

@@ -1,0 +1,125 @@
+"""cocotb on the generated Verilog (Verilator and Icarus), bit-exact against the golden model.
+
+Each (configuration, simulator) builds in its own directory. The default set sends a few short
+sequences back to back (random idle cycles in, random backpressure out) and measures the cycles
+per timestep with the streams free-running; ``-m slow`` runs the full requirement: 20 sequences of
+10-50 steps per configuration on both simulators.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnaccel.golden.fixed import QFormat
+from rnnaccel.golden.lstm import run_codes
+from rnnaccel.golden.model import Formats, Model
+from rnnaccel.hdl.perf import cycles_per_timestep
+from rnnaccel.scripts.flow import generate, simulate
+from rnnaccel.sim.vectors import load_vectors, save_vectors
+
+#: (X, H, PE, SIMD, weight format, data format)
+CONFIGS = {
+    "x4h4-pe2-simd4-w8.6-d8.6": (4, 4, 2, 4, "s8.6", "s8.6"),
+    "x4h4-pe2-simd4-w8.6-d16.12": (4, 4, 2, 4, "s8.6", "s16.12"),
+    "x8h8-pe4-simd2-w16.12-d16.12": (8, 8, 4, 2, "s16.12", "s16.12"),
+    "x32h32-pe4-simd8-w16.12-d16.12": (32, 32, 4, 8, "s16.12", "s16.12"),
+}
+SIMULATORS = ("verilator", "icarus")
+
+#: Default (fast) traffic per configuration: sequences, min_len, max_len.
+QUICK = {"x32h32-pe4-simd8-w16.12-d16.12": (4, 3, 8)}
+QUICK_DEFAULT = (6, 3, 12)
+#: The full requirement.
+FULL = (20, 10, 50)
+
+
+def make_model(X, H, pe, simd, weight, data, seed=0) -> Model:
+    """An LSTM with PyTorch's default initialisation, uniform(-1/sqrt(H), 1/sqrt(H))."""
+    rng = np.random.default_rng(seed)
+    s = 1 / np.sqrt(H)
+    w = {"weight_ih_l0": rng.uniform(-s, s, (4 * H, X)), "weight_hh_l0": rng.uniform(-s, s, (4 * H, H)),
+         "bias_ih_l0": rng.uniform(-s, s, 4 * H), "bias_hh_l0": rng.uniform(-s, s, 4 * H)}
+    formats = Formats(data=QFormat.parse(data), weight=QFormat.parse(weight))
+    return Model("lstm", X, H, w, formats=formats, pe=pe, simd=simd, name=f"x{X}h{H}")
+
+
+#: Left out of the default set (Verilator builds are the slow part): the same sizes as the 8-bit one.
+QUICK_SKIP = {("x4h4-pe2-simd4-w8.6-d16.12", "verilator")}
+
+
+def _params(full: bool):
+    marks = [pytest.mark.slow] if full else []
+    return [pytest.param(cfg, sim, id=f"{cfg}-{sim}", marks=marks) for cfg in CONFIGS for sim in SIMULATORS
+            if full or (cfg, sim) not in QUICK_SKIP]
+
+
+def _check(results: dict, model: Model, build):
+    summary = json.loads((build / "summary.json").read_text())
+    v = load_vectors(build)
+    assert results["passed"], results["errors"]
+    assert results["simulator"] in SIMULATORS
+    assert results["sequences"] == v.sequences and results["timesteps"] == v.timesteps
+    assert results["mismatches"] == 0, results["first_mismatches"]
+    assert results["element_mismatches"] == 0
+    assert results["tlast_errors"] == 0 and results["frame_errors"] == 0
+    # throughput: every interval between consecutive output beats equals the analytic model
+    cpt = cycles_per_timestep(model)
+    assert results["cycles_per_timestep_model"] == cpt
+    assert results["cycles_per_timestep_min"] == results["cycles_per_timestep_max"] == cpt
+    assert results["cycles_per_timestep"] == cpt
+    assert results["cycles_per_timestep_across_frames"]["min"] == cpt
+    # bit-exact, so the hardware's error against float is the golden model's
+    assert results["max_abs_error_vs_float"] == summary["golden"]["max_abs_error_vs_float"]
+    if model.formats.data.width == 16 and model.hidden_size == 32:
+        assert results["max_abs_error_vs_float"] < 2 ** -7
+
+
+def _run(cfg, sim, tmp_path, traffic):
+    model = make_model(*CONFIGS[cfg])
+    sequences, min_len, max_len = traffic
+    build = tmp_path / cfg
+    generate(model, build, sequences=sequences, min_len=min_len, max_len=max_len, seed=1)
+    results = simulate(build, sim, seed=2, idle=0.3, backpressure=0.3, json_out=tmp_path / "results.json")
+    assert json.loads((tmp_path / "results.json").read_text())["mismatches"] == results["mismatches"]
+    assert (build / f"sim_{sim}" / "results.json").exists()
+    return model, build, results
+
+
+@pytest.mark.parametrize("cfg, sim", _params(full=False))
+def test_quick(cfg, sim, tmp_path):
+    model, build, results = _run(cfg, sim, tmp_path, QUICK.get(cfg, QUICK_DEFAULT))
+    assert results["sequences"] >= 4
+    _check(results, model, build)
+
+
+@pytest.mark.parametrize("cfg, sim", _params(full=True))
+def test_full(cfg, sim, tmp_path):
+    model, build, results = _run(cfg, sim, tmp_path, FULL)
+    assert results["sequences"] >= 20
+    lengths = load_vectors(build).lengths
+    assert lengths.min() >= 10 and lengths.max() <= 50
+    _check(results, model, build)
+
+
+def test_scoreboard_reports_a_wrong_expectation(tmp_path):
+    """The bench must notice a single wrong element and say where it is (sequence, step, element)."""
+    model = make_model(*CONFIGS["x4h4-pe2-simd4-w8.6-d8.6"])
+    build = tmp_path / "b"
+    generate(model, build, sequences=4, min_len=3, max_len=6, seed=3)
+    v = load_vectors(build)
+    # golden model agrees with the vectors file before we tamper with it
+    for s in range(v.sequences):
+        np.testing.assert_array_equal(run_codes(model, v.x_codes[v.sequence(s)]).h_codes, v.h_codes[v.sequence(s)])
+    h = v.h_codes.copy()
+    row = v.sequence(2).start + 1
+    h[row, 3] += 1
+    save_vectors(build / "vectors.npz", v.x_codes, v.lengths, h, v.x_float, v.h_float)
+    results = simulate(build, "icarus", seed=0)
+    assert not results["passed"]
+    assert results["mismatches"] >= 1 and results["element_mismatches"] >= 1
+    first = results["first_mismatches"][0]
+    assert (first["sequence"], first["step"], first["elements"]) == (2, 1, [3])
+    assert first["expected"][0] == first["got"][0] + 1
