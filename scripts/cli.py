@@ -6,6 +6,8 @@
     rnnaccel simulate DIR --sim verilator  # cocotb, bit-exact against the golden model
     rnnaccel demo [--example NAME]         # generate + simulate a built-in example
     rnnaccel examples                      # list the built-in examples
+    rnnaccel figures [CONFIG]              # cycles/timestep measured vs model, accuracy vs float
+    rnnaccel synth DIR --target ecp5-25k   # Yosys + nextpnr: utilisation and Fmax
 
 Exit codes: 0 success; 1 the simulation found mismatches (or the simulator failed); 2 bad input
 (missing directory, bad config, bad option), with a one-line message on stderr.
@@ -263,6 +265,92 @@ def examples():
                        f"data {m.formats.data}, weight {m.formats.weight}")
         except Exception as e:  # a broken example should not hide the others
             click.echo(f"{name:20s} (cannot load: {_one_line(e)})")
+
+
+@main.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--target", required=True, type=click.Choice(["ice40-up5k", "ecp5-25k", "ecp5-45k", "ecp5-85k"]),
+              help="FPGA part.")
+@click.option("--seed", default=1, show_default=True, type=int, help="nextpnr placement seed.")
+@click.option("--freq", type=click.FloatRange(min=0, min_open=True), help="Target clock in MHz (nextpnr --freq).")
+@click.option("--wrapper", default="auto", show_default=True, type=click.Choice(["auto", "axis", "serial"]),
+              help="Top level: wide AXI4-Stream ports, the byte-serialised wrapper, or whichever fits the pins.")
+def synth(build_dir, target, seed, freq, wrapper):
+    """Synthesise a build directory with Yosys and nextpnr (yowasp): utilisation and Fmax.
+
+    Reads BUILD_DIR/model.toml (written by 'rnnaccel generate') and writes logs, report.json and
+    summary.txt into BUILD_DIR/synth/TARGET/. Exits 1 if the design does not fit or a tool fails.
+    """
+    from rnnaccel.golden.model import load
+    from rnnaccel.scripts import synth as flow_synth
+    cfg = Path(build_dir) / "model.toml"
+    if not cfg.exists():
+        raise _Fail(f"{build_dir} is not a build directory (no model.toml); run 'rnnaccel generate' first")
+    try:
+        model = load(cfg)
+    except ConfigError as e:
+        raise _Fail(_one_line(e)) from None
+    out = Path(build_dir) / "synth" / target
+    try:
+        report = flow_synth.synth(model, out, target, seed=seed, freq=freq, wrapper=wrapper,
+                                  progress=lambda step, msg: _status(f"{step}: {msg}"))
+    except flow_synth.SynthError as e:
+        raise _Fail(f"synthesis for {target} failed: {_one_line(e)} (logs in {out})", EXIT_FAIL) from None
+    click.echo(flow_synth.format_summary(report))
+
+
+@main.command()
+@click.argument("config", required=False)
+@click.option("--steps", default=3, show_default=True, type=click.IntRange(min=2),
+              help="Timesteps simulated per parallelism point.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def figures(config, steps, as_json):
+    """Cycles per timestep (analytic vs measured) and accuracy vs float, for a model.
+
+    CONFIG is a model TOML or a built-in example (default: the first example). Cycles are measured
+    in Amaranth simulation at PE*SIMD = 1, 8 and 32 with the streams free-running; accuracy is the
+    bit-exact golden model (= the hardware) against the float reference over 20 sequences of 50
+    steps, for the config's formats and for 8-bit weights (s8.6).
+    """
+    from rnnaccel.scripts import flow
+    from rnnaccel.scripts import figures as fig
+    names = flow.example_names()
+    config = config or (names[0] if names else None)
+    if config is None:
+        raise _Fail("no CONFIG given and no built-in example available")
+    try:
+        model = flow.resolve_model(config)
+    except (ConfigError, ValueError, OSError) as e:
+        raise _Fail(_one_line(e)) from None
+    seqs, source = flow.make_inputs(model, 20, 50, 50, 0)
+    cycles = fig.cycle_figures(model, steps=steps, progress=_status)
+    acc = [fig.accuracy_figures(model, seqs), fig.accuracy_figures(model, seqs, weight="s8.6")]
+    if as_json:
+        click.echo(json.dumps({"model": model.summary(), "cycles": cycles, "accuracy": acc,
+                               "inputs": source}, indent=2))
+        return
+    click.echo(f"{_model_line(model.summary())}; inputs: {source}")
+    click.echo("\ncycles per timestep (X={}, H={}):".format(model.input_size, model.hidden_size))
+    click.echo(f"  {'PE':>3} {'SIMD':>4} {'PExSIMD':>7} {'model':>7} {'measured':>9} {'MAC bound':>9} "
+               f"{'bound+16':>8}  {'multipliers':>11}")
+    for r in cycles:
+        if "error" in r:
+            click.echo(f"  {r['pe']:>3} {r['simd']:>4} {r['pe_x_simd']:>7}  not possible: {r['error']}")
+            continue
+        meas = (str(r["cycles_measured_min"]) if r["cycles_measured_min"] == r["cycles_measured_max"]
+                else f"{r['cycles_measured_min']}..{r['cycles_measured_max']}")
+        flag = ("exact" if r["exact"] else "DIFFERENT") + (", within bound" if r["within_bound"] else ", OVER bound")
+        click.echo(f"  {r['pe']:>3} {r['simd']:>4} {r['pe_x_simd']:>7} {r['cycles_model']:>7} {meas:>9} "
+                   f"{r['mac_bound']:>9} {r['bound_plus_16']:>8}  {r['multipliers']:>11}  {flag}")
+    click.echo("\naccuracy, hardware (= golden) vs float, 20 sequences x 50 steps:")
+    for a in acc:
+        f = a["formats"]
+        # Table inputs beyond the table's range are clipped by design; everything else is an overflow.
+        clips = sum(v for k, v in a["saturation"].items() if k.endswith("_in") or "_in(" in k)
+        over = {k: v for k, v in a["saturation"].items() if v and not (k.endswith("_in") or "_in(" in k)}
+        click.echo(f"  weight {f['weight']:>7} data {f['data']:>7}: max |h - float| = {a['max_abs_error']:.3g} "
+                   f"({'within' if a['within_bound'] else 'above'} 2^-7 = {a['bound']:.4g}); "
+                   f"overflows: {over or 'none'}; table-range clips: {clips}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from rnnaccel.golden import lstm as golden_lstm
-from rnnaccel.golden.model import Model
+from rnnaccel.golden.model import ConfigError, Model
 from rnnaccel.golden.reference import lstm_float
 from rnnaccel.hdl import perf
 
@@ -39,7 +39,11 @@ def cycle_figures(model: Model, parallelism=PARALLELISM, steps: int = 3, progres
     """For each (pe, simd): analytic cycles, measured cycles, the MAC bound and the bound + 16."""
     rows = []
     for pe, simd in parallelism:
-        m = model.with_hardware(pe=pe, simd=simd)
+        try:
+            m = model.with_hardware(pe=pe, simd=simd)
+        except ConfigError as e:          # e.g. pe does not divide H: report the point, go on
+            rows.append({"pe": pe, "simd": simd, "pe_x_simd": pe * simd, "error": str(e)})
+            continue
         if progress:
             progress(f"simulating pe={pe} simd={simd} ({perf.cycles_per_timestep(m) * (steps + 1)} cycles)")
         measured = measure_cycles(m, steps)

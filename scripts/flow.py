@@ -106,7 +106,7 @@ def _check_counts(sequences, min_len, max_len):
         raise ValueError(f"min_len = {min_len} is larger than max_len = {max_len}")
 
 
-def _make_inputs(model: Model, sequences, min_len, max_len, seed) -> tuple[list[np.ndarray], str]:
+def make_inputs(model: Model, sequences, min_len, max_len, seed) -> tuple[list[np.ndarray], str]:
     name = example_of(model)
     if name is not None:
         xs = _examples().inputs(name, sequences, min_len=min_len, max_len=max_len, seed=seed)
@@ -151,7 +151,7 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
 
     if inputs is None:
         _check_counts(sequences, min_len, max_len)
-        xs, source = _make_inputs(model, sequences, min_len, max_len, seed)
+        xs, source = make_inputs(model, sequences, min_len, max_len, seed)
     else:
         xs, source = [np.asarray(x, dtype=np.float64) for x in inputs], "given"
         if not xs:

@@ -3,25 +3,29 @@
 Run from the project root as either of::
 
     .venv/bin/python -m rnnaccel.scripts.train_example
-    .venv/bin/python scripts/train_example.py [--seed 5] [--steps 1000] [--out DIR]
+    .venv/bin/python scripts/train_example.py [--seed 3] [--steps 1000] [--out DIR]
 
 The task data come from :mod:`rnnaccel.golden.examples` (NumPy, deterministic). The model is a
 ``torch.nn.LSTM(32, 32)`` plus a linear head on every ``h_t`` (cross-entropy at every step),
 trained with AdamW on a one-cycle schedule; only the LSTM layer is saved (``<name>.toml`` +
 ``<name>.npz`` via :func:`rnnaccel.golden.model.save`) with the default 16-bit formats and the
 example's hardware parallelism (pe=4, simd=8). Seeds are fixed (torch and NumPy); with the same
-torch version and thread count the weights come out the same. About 10 s on 2 idle cores.
+torch version and thread count the weights come out the same. Training takes about 10 s on
+2 idle cores, the golden-model checks that follow about 30 s.
 
 At the end it checks the trained layer against the numerics spec and reports: float accuracy on
 held-out sequences of 10-50 steps; the accuracy of the same head on the bit-exact fixed-point
 golden model's ``h``; the largest ``|h_fixed - h_float|`` over many 50-step sequences against the
 2**-7 bound; saturation events; weight statistics.
 
-Choice of the default seed: the fixed-point error of a trained LSTM has a heavy tail (the
-recurrence amplifies the ~1e-3 per-step table-resolution error of the default formats in rare
-trajectories), and whether the 2**-7 bound holds on every sequence depends on the training run.
-Seeds 2, 3, 5 and 6 met it on 2000 sequences of 50 steps, seeds 1 and 4 did not (0.1-0.4 % of the
-sequences were over by up to 1.5x); the shipped model is seed 5, the one with the largest margin.
+Choice of the default seed: the fixed-point error of a trained LSTM has a heavy tail. The
+default formats make a per-step error of about 1e-3 in ``h`` (mostly the tanh table's index
+resolution, 2**-9), and the recurrence amplifies it 2-5x in rare trajectories (here: long runs
+of distractor symbols, during which the counter's hold state drifts). Whether the 2**-7 bound
+holds on every sequence therefore depends on the training run. Over the same 6000 sequences of 50
+steps, seeds 2 and 3 stayed within it, seeds 5 and 6 did not on 2 sequences each (worst 1.06e-2),
+seeds 1 and 4 on 0.1-0.4 % of them (worst 1.4e-2). The shipped model is seed 3 (worst 6.7e-3 on
+that set); on 10000 further sequences, not used for the choice, one was over (8.2e-3).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def _accuracy(logits, labels) -> tuple[float, float]:
 
 
 def train(name: str = "count_mod4", *, steps: int = 1000, batch: int = 128, length: int = 50,
-          lr: float = 1e-2, weight_decay: float = 1e-2, seed: int = 5, threads: int = 2,
+          lr: float = 1e-2, weight_decay: float = 1e-2, seed: int = 3, threads: int = 2,
           n_test: int = 1000, n_golden: int = 200, n_drift: int = 2000, out: Path | None = None,
           log=print) -> dict:
     """Train the example ``name``, check it with the golden model and save it.
@@ -137,12 +141,15 @@ def train(name: str = "count_mod4", *, steps: int = 1000, batch: int = 128, leng
     fixed_every, fixed_last = _accuracy(fixed_logits, ys[:n_golden])
     ref_every, ref_last = _accuracy(ref_logits, ys[:n_golden])
 
-    err, c_max = 0.0, 0.0
+    per_seq, c_max = [], 0.0
     for x in examples.inputs(name, n_drift, min_len=50, max_len=50, seed=seed + 2000):
         r = run(model, x)
         sat.update(r.saturation)
-        err = max(err, float(np.abs(r.h - lstm_float(model, x)[0]).max()))
+        per_seq.append(float(np.abs(r.h - lstm_float(model, x)[0]).max()))
         c_max = max(c_max, float(np.abs(r.c).max()))
+    per_seq = np.array(per_seq)
+    err = float(per_seq.max())
+    n_over = int(np.sum(per_seq > BOUND))
 
     w_all = np.concatenate([model.weights[k].ravel() for k in ("weight_ih_l0", "weight_hh_l0")])
     b_all = model.weights["bias_ih_l0"] + model.weights["bias_hh_l0"]
@@ -156,20 +163,23 @@ def train(name: str = "count_mod4", *, steps: int = 1000, batch: int = 128, leng
         f"steps, {acc_last:.4f} at the last step")
     log(f"first {n_g} of them through the same head: float reference {ref_every:.4f} / {ref_last:.4f}, "
         f"fixed-point golden model {fixed_every:.4f} / {fixed_last:.4f} (all steps / last step)")
-    log(f"max |h_fixed - h_float| over {n_drift} sequences of 50 steps = {err:.3e} "
-        f"(2**-7 = {BOUND:.3e}); max |c_fixed| = {c_max:.2f} (cell format {model.formats.cell}, "
+    log(f"max |h_fixed - h_float| over {n_drift} sequences of 50 steps = {err:.3e} (2**-7 = "
+        f"{BOUND:.3e}; {n_over} sequence(s) over it; per-sequence max: median "
+        f"{np.median(per_seq):.2e}, 99th percentile {np.quantile(per_seq, 0.99):.2e})")
+    log(f"max |c_fixed| = {c_max:.2f} (cell format {model.formats.cell}, "
         f"range +-{-model.formats.cell.min_value:g})")
     log(f"saturation events (table inputs are expected to saturate): {sat.report()}")
     log(f"weights: max |w| = {np.abs(w_all).max():.3f}, {100 * np.mean(np.abs(w_all) > 1):.2f} % "
         f"with |w| > 1, rms {np.sqrt(np.mean(w_all ** 2)):.3f}; summed bias max |b| = "
         f"{np.abs(b_all).max():.3f}")
     critical = {k: sat[k] for k in CRITICAL if sat[k]}
-    ok = err <= BOUND and not critical
-    log(f"numerics check: {'PASS' if ok else 'FAIL'} (|h_fixed - h_float| <= 2**-7 on every step, no "
-        f"saturation of {', '.join(CRITICAL)})")
+    ok = n_over == 0 and not critical
+    log(f"numerics check: {'PASS' if ok else 'FAIL'} (|h_fixed - h_float| <= 2**-7 at every step of "
+        f"these sequences, no saturation of {', '.join(CRITICAL)})")
     log(f"wrote {toml} and {toml.with_suffix('.npz')}")
     return {"ok": ok, "loss": loss.item(), "acc_every": acc_every, "acc_last": acc_last,
-            "fixed_every": fixed_every, "fixed_last": fixed_last, "max_h_error": err, "max_c": c_max,
+            "fixed_every": fixed_every, "fixed_last": fixed_last, "max_h_error": err,
+            "sequences_over_bound": n_over, "max_c": c_max,
             "saturation": dict(sat), "critical_saturation": critical,
             "train_seconds": train_s, "path": toml}
 
@@ -183,7 +193,7 @@ def main(argv=None):
     ap.add_argument("--weight-decay", type=float, default=1e-2,
                     help="AdamW decoupled weight decay (default 1e-2)")
     ap.add_argument("--length", type=int, default=50, help="time steps of the training sequences")
-    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--out", type=Path, default=None,
                     help="output folder (default: the package's golden/examples/)")

@@ -233,3 +233,38 @@ def test_generate_example_by_name(runner, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["vectors"]["source"] == f"example:{name}"
     assert s["model"]["name"] == name
+
+
+def test_figures_and_synth_help():
+    from click.testing import CliRunner
+    from rnnaccel.scripts.cli import main
+    for cmd in ("figures", "synth"):
+        r = CliRunner().invoke(main, [cmd, "--help"])
+        assert r.exit_code == 0, r.output
+        assert "Usage:" in r.output
+
+
+def test_synth_rejects_non_build_dir(tmp_path):
+    from click.testing import CliRunner
+    from rnnaccel.scripts.cli import main
+    r = CliRunner().invoke(main, ["synth", str(tmp_path), "--target", "ecp5-25k"])
+    assert r.exit_code == 2
+    assert "no model.toml" in r.output
+
+
+def test_figures_reports_exact_cycles(tmp_path):
+    import json as _json
+    from click.testing import CliRunner
+    from rnnaccel.golden.model import Model, save
+    from rnnaccel.scripts.cli import main
+    rng = np.random.default_rng(0)
+    X, H = 4, 8
+    w = {"weight_ih_l0": rng.uniform(-.3, .3, (4 * H, X)), "weight_hh_l0": rng.uniform(-.3, .3, (4 * H, H)),
+         "bias_ih_l0": rng.uniform(-.3, .3, 4 * H), "bias_hh_l0": rng.uniform(-.3, .3, 4 * H)}
+    cfg = save(Model("lstm", X, H, w, name="fig"), tmp_path / "fig.toml")
+    r = CliRunner().invoke(main, ["figures", str(cfg), "--json"])
+    assert r.exit_code == 0, r.output
+    d = _json.loads(r.output[r.output.index("{"):])
+    assert [(c["pe"], c["simd"]) for c in d["cycles"]] == [(1, 1), (2, 4), (8, 4)]
+    assert all(c["exact"] for c in d["cycles"])
+    assert d["accuracy"][0]["max_abs_error"] > 0

@@ -11,12 +11,16 @@ simulators can be exercised on realistic trained weights and data without torch.
     distractors, all equally likely. At every step the task is to output how many marks have
     been seen so far, modulo 4: a four-state counter that the LSTM (``H = 32``) must keep in its
     recurrent state over the whole sequence. It was trained as ``nn.LSTM(32, 32)`` plus a linear
-    head ``Linear(32, 4)`` on every ``h_t`` (``scripts/train_example.py``, seed 5, 1000 AdamW
-    steps); only the LSTM layer ships, with the default 16-bit formats and pe=4, simd=8.
+    head ``Linear(32, 4)`` on every ``h_t`` (``scripts/train_example.py``, seed 3, 1000 AdamW
+    steps, ~10 s); only the LSTM layer ships, with the default 16-bit formats and pe=4, simd=8.
     Held out: 100 % of the steps right, with the float layer and with the bit-exact fixed-point
-    golden model alike. Over 2000 sequences of 50 steps the fixed-point ``h`` stays within
-    6.2e-3 of the float reference (bound 2**-7 = 7.8e-3); nothing but the table inputs saturates
-    (largest ``|c|`` 11.4 of the cell format's 16). Weights: rms 0.53, 92 % below 1 in magnitude.
+    golden model alike. Nothing but the table inputs saturates (largest ``|c|`` 11.2 of the cell
+    format's 16). Weights: rms 0.54, 92 % below 1 in magnitude, largest 2.35.
+
+    Fixed point vs float: the per-sequence maximum of ``|h_fixed - h_float|`` over 50-step
+    sequences has a median of 2.3e-3 and a 99.9th percentile of 5.5e-3, within 2**-7 = 7.8e-3;
+    it has a heavy tail (the recurrence amplifies the ~1e-3 per-step table error during long runs
+    of distractors): 1 sequence in 18000 checked went over, to 8.2e-3.
 
 Examples
 --------
@@ -72,8 +76,8 @@ _TASKS = {
 DESCRIPTION = {
     "count_mod4": (
         "LSTM(32, 32) counting modulo 4 the marks (16 of 32 symbols) in a one-hot symbol stream; "
-        "trained: 100.0 % of steps right on 1000 held-out 10-50-step sequences (float and "
-        "fixed-point), max |h_fixed - h_float| 6.2e-3 over 2000 50-step sequences"),
+        "trained: 100.0 % of steps right on 1000 held-out 10-50-step sequences, float and "
+        "fixed-point alike; |h_fixed - h_float| <= 2**-7 on 99.99 % of 50-step sequences"),
 }
 
 
