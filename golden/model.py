@@ -40,7 +40,7 @@ import numpy as np
 
 from .fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
-__all__ = ["Formats", "Model", "DEFAULT_FORMATS", "CELLS", "GATES", "load", "save", "ConfigError"]
+__all__ = ["Formats", "Model", "DEFAULT_FORMATS", "CELLS", "GATES", "load", "save", "ConfigError", "random_weights"]
 
 #: Cell kinds this version generates.
 CELLS = ("lstm",)
@@ -448,3 +448,20 @@ def save(model: Model, path) -> Path:
         lines.append("")
     path.write_text("\n".join(lines))
     return path
+
+
+def random_weights(input_size: int, hidden_size: int, *, scale: float = 0.5, seed: int = 0,
+                   cell: str = "lstm") -> dict[str, np.ndarray]:
+    """Uniform random weights in ``[-scale, scale]`` under PyTorch's names, for trials and tests.
+
+    ``scale`` around 0.3 gives gates that neither all saturate nor all sit at 0.5, like trained
+    weights of a layer of this size.
+    """
+    if cell not in CELLS:
+        raise ConfigError(f"model.cell: unknown cell {cell!r}; supported: {', '.join(CELLS)}")
+    rng = np.random.default_rng(seed)
+    rows = len(GATES[cell]) * hidden_size
+    return {"weight_ih_l0": rng.uniform(-scale, scale, (rows, input_size)),
+            "weight_hh_l0": rng.uniform(-scale, scale, (rows, hidden_size)),
+            "bias_ih_l0": rng.uniform(-scale, scale, rows),
+            "bias_hh_l0": rng.uniform(-scale, scale, rows)}

@@ -10,7 +10,7 @@ from rnnaccel.golden.model import Model
 
 from .lstm import LSTMLayer, vector_layout
 
-__all__ = ["Accelerator", "AxiStreamTop", "bus_width"]
+__all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports"]
 
 
 class Accelerator(wiring.Component):
@@ -56,6 +56,14 @@ def bus_width(n: int, width: int) -> int:
     return -(-n * width // 8) * 8
 
 
+def axis_ports(in_width: int, out_width: int) -> dict:
+    """Signature members of an AXI4-Stream slave ``s_axis_*`` (in) and master ``m_axis_*`` (out)."""
+    return {
+        "s_axis_tdata": In(in_width), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+        "m_axis_tdata": Out(out_width), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
+    }
+
+
 class AxiStreamTop(wiring.Component):
     """:class:`Accelerator` with AXI4-Stream port names, for the exported Verilog.
 
@@ -69,16 +77,7 @@ class AxiStreamTop(wiring.Component):
         w = model.formats.data.width
         self.in_bits = model.input_size * w
         self.out_bits = model.hidden_size * w
-        super().__init__({
-            "s_axis_tdata": In(bus_width(model.input_size, w)),
-            "s_axis_tvalid": In(1),
-            "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(bus_width(model.hidden_size, w)),
-            "m_axis_tvalid": Out(1),
-            "m_axis_tready": In(1),
-            "m_axis_tlast": Out(1),
-        })
+        super().__init__(axis_ports(bus_width(model.input_size, w), bus_width(model.hidden_size, w)))
 
     def elaborate(self, platform):
         m = Module()

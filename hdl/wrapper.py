@@ -32,11 +32,10 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from rnnaccel.golden.model import Model
 
-from .top import Accelerator
+from .top import Accelerator, axis_ports
 
 __all__ = ["SerialisedTop", "serial_beats", "pack_vector", "unpack_vector", "serial_ports"]
 
@@ -131,16 +130,7 @@ class SerialisedTop(wiring.Component):
         self.out_bits = model.hidden_size * self.code_width
         self.in_beats = serial_beats(model.input_size, self.code_width, width)
         self.out_beats = serial_beats(model.hidden_size, self.code_width, width)
-        super().__init__({
-            "s_axis_tdata": In(width),
-            "s_axis_tvalid": In(1),
-            "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(width),
-            "m_axis_tvalid": Out(1),
-            "m_axis_tready": In(1),
-            "m_axis_tlast": Out(1),
-        })
+        super().__init__(axis_ports(width, width))
 
     def elaborate(self, platform):
         m = Module()

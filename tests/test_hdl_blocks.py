@@ -1,6 +1,5 @@
 """Requantiser, activation table and matrix-vector unit in Amaranth simulation vs golden functions."""
 
-import itertools
 
 import numpy as np
 import pytest

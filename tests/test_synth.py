@@ -15,7 +15,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from rnnaccel.golden import lstm as golden_lstm
-from rnnaccel.golden.model import Formats, Model
+from rnnaccel.golden.model import Formats, Model, random_weights
 from rnnaccel.hdl import perf
 from rnnaccel.hdl.wrapper import SerialisedTop, pack_vector, serial_beats, serial_ports, unpack_vector
 from rnnaccel.scripts import synth as synth_flow
@@ -26,12 +26,7 @@ SMALL_FORMATS = Formats(data="s8.5", weight="s8.6", cell="s10.6", sigmoid_in="s7
 
 
 def random_model(X, H, pe=1, simd=1, *, seed=0, scale=0.5, **kw):
-    rng = np.random.default_rng(seed)
-    w = {"weight_ih_l0": rng.uniform(-scale, scale, (4 * H, X)),
-         "weight_hh_l0": rng.uniform(-scale, scale, (4 * H, H)),
-         "bias_ih_l0": rng.uniform(-scale, scale, 4 * H),
-         "bias_hh_l0": rng.uniform(-scale, scale, 4 * H)}
-    return Model("lstm", X, H, w, pe=pe, simd=simd, **kw)
+    return Model("lstm", X, H, random_weights(X, H, scale=scale, seed=seed), pe=pe, simd=simd, **kw)
 
 
 # -- wrapper: wire format ----------------------------------------------------------------------------------
