@@ -32,8 +32,9 @@ class ActivationTable(wiring.Component):
 
     Notes
     -----
-    Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, registered
-    output, with the symmetry applied between the last two);
+    Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, data register;
+    the symmetry, one subtraction or negation and a multiplexer, follows the data register
+    combinationally, so the block RAM output path has no logic);
     throughput one value per cycle. One memory of ``2**(in_fmt.width - 1)`` words.
     """
 
@@ -63,10 +64,14 @@ class ActivationTable(wiring.Component):
         neg_d = Signal()
         valid_d = Signal()
         m.d.sync += [neg_d.eq(neg), valid_d.eq(valid_i)]
-        data = rd.data
+        # Stage 3: the memory word goes straight into a register (no logic behind the block RAM's
+        # slow clock-to-output); the symmetry is applied after it, in the consumer's cycle.
+        data = Signal.like(rd.data)
+        neg_o = Signal()
+        m.d.sync += [data.eq(rd.data), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
         if t.function == "sigmoid":
-            value = Mux(neg_d, t.one - data, data)
+            value = Mux(neg_o, t.one - data, data)
         else:
-            value = Mux(neg_d, -data, data)
-        m.d.sync += [self.o_stream.payload.eq(value), self.o_stream.valid.eq(valid_d)]
+            value = Mux(neg_o, -data, data)
+        m.d.comb += self.o_stream.payload.eq(value)
         return m
