@@ -10,6 +10,7 @@ from rnnaccel.golden.activation import Table
 
 from .fixed import shape_of
 from .perf import TABLE_LATENCY
+from ._util import checked_init
 
 __all__ = ["ActivationTable"]
 
@@ -38,6 +39,7 @@ class ActivationTable(wiring.Component):
     throughput one value per cycle. One memory of ``2**(in_fmt.width - 1)`` words.
     """
 
+    @checked_init
     def __init__(self, table: Table):
         if not isinstance(table, Table):
             raise TypeError(f"ActivationTable needs a golden Table, got {table!r}")

@@ -15,6 +15,7 @@ from .activation import ActivationTable
 from .fixed import align, requantize, shape_of
 from .mvu import MatrixVectorUnit, pack_banks
 from .perf import ELEMENTWISE_LATENCY, GATE_LATENCY
+from ._util import checked_init
 
 __all__ = ["GateActivation", "LSTMElementwise", "LSTMLayer", "row_order", "vector_layout"]
 
@@ -210,6 +211,7 @@ class LSTMLayer(wiring.Component):
     ``h_t`` is collected in a second register bank.
     """
 
+    @checked_init
     def __init__(self, model: Model):
         if not isinstance(model, Model):
             raise TypeError(f"LSTMLayer needs a rnnaccel Model, got {type(model).__name__}")

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from rnnaccel.golden.fixed import QFormat
 
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
+from ._util import checked_init
 
 __all__ = ["MatrixVectorUnit", "pack_banks"]
 
@@ -83,6 +84,7 @@ class MatrixVectorUnit(wiring.Component):
     One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
     """
 
+    @checked_init
     def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat,
                  bias_fmt: QFormat | None = None):
         w_banks = np.asarray(w_banks, dtype=np.int64)

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from rnnaccel.golden.model import Model
 
 from .lstm import LSTMLayer, vector_layout
+from ._util import checked_init
 
 __all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports"]
 
@@ -33,6 +34,7 @@ class Accelerator(wiring.Component):
     :class:`~rnnaccel.hdl.lstm.LSTMLayer` for the schedule.
     """
 
+    @checked_init
     def __init__(self, model: Model):
         if not isinstance(model, Model):
             raise TypeError(f"Accelerator needs a rnnaccel Model, got {type(model).__name__}")

@@ -36,6 +36,7 @@ from amaranth.lib import wiring
 from rnnaccel.golden.model import Model
 
 from .top import Accelerator, axis_ports
+from ._util import checked_init
 
 __all__ = ["SerialisedTop", "serial_beats", "pack_vector", "unpack_vector", "serial_ports"]
 
@@ -118,6 +119,7 @@ class SerialisedTop(wiring.Component):
     ``out_beats``-to-1 multiplexer of ``width`` bits, and two beat counters.
     """
 
+    @checked_init
     def __init__(self, model: Model, width: int = 8):
         if not isinstance(model, Model):
             raise TypeError(f"SerialisedTop needs a rnnaccel Model, got {type(model).__name__}")

@@ -50,6 +50,11 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _is_table_input(tag: str) -> bool:
+    """Saturation tags of table indices (inputs beyond the table's range: clipped by design)."""
+    return tag.endswith("_in") or "_in(" in tag
+
+
 def _fmt_formats(f: dict) -> str:
     return (f"data {f['data']}, weight {f['weight']}, cell {f['cell']}, sigmoid {f['sigmoid_in']}->"
             f"{f['sigmoid_out']}, tanh {f['tanh_in']}->{f['tanh_out']}, accumulator {f['accumulator']}")
@@ -62,7 +67,8 @@ def _model_line(m: dict) -> str:
 
 def _print_generate(summary: dict, out: Path):
     m, p, v, g = summary["model"], summary["perf"], summary["vectors"], summary["golden"]
-    sat = g["saturation_total"]
+    clips = {k: v for k, v in g["saturation"].items() if v and _is_table_input(k)}
+    overflows = {k: v for k, v in g["saturation"].items() if v and not _is_table_input(k)}
     lines = [
         f"generated {out}",
         f"  model        {_model_line(m)}",
@@ -74,7 +80,8 @@ def _print_generate(summary: dict, out: Path):
         f"({v['min_len']}-{v['max_len']} steps, {v['source']}, seed {v['seed']})",
         f"  golden       max |h - float| {g['max_abs_error_vs_float']:.3g} "
         f"({g['max_abs_error_vs_float'] / g['lsb']:.1f} LSB), "
-        + (f"{sat} saturation event(s): {g['saturation']}" if sat else "no saturation"),
+        + (f"overflows {overflows}" if overflows else "no overflow")
+        + (f"; table inputs clipped to the table range: {sum(clips.values())}" if clips else ""),
         f"  files        {', '.join(summary['files'])}",
     ]
     click.echo("\n".join(lines))
@@ -346,8 +353,8 @@ def figures(config, steps, as_json):
     for a in acc:
         f = a["formats"]
         # Table inputs beyond the table's range are clipped by design; everything else is an overflow.
-        clips = sum(v for k, v in a["saturation"].items() if k.endswith("_in") or "_in(" in k)
-        over = {k: v for k, v in a["saturation"].items() if v and not (k.endswith("_in") or "_in(" in k)}
+        clips = sum(v for k, v in a["saturation"].items() if _is_table_input(k))
+        over = {k: v for k, v in a["saturation"].items() if v and not _is_table_input(k)}
         click.echo(f"  weight {f['weight']:>7} data {f['data']:>7}: max |h - float| = {a['max_abs_error']:.3g} "
                    f"({'within' if a['within_bound'] else 'above'} 2^-7 = {a['bound']:.4g}); "
                    f"overflows: {over or 'none'}; table-range clips: {clips}")
