@@ -78,6 +78,10 @@ class GateActivation(wiring.Component):
 class LSTMElementwise(wiring.Component):
     """Element-wise LSTM stage of one PE lane, holding the cell states of its hidden units.
 
+    Units must arrive in order ``0, 1, .., units-1`` (every timestep visits each unit once, as the
+    matrix-vector unit produces them), at most one every 2 cycles: the cell states rotate
+    through a register chain, so the current unit's state is always at its head.
+
     ``c = requantize(f*c_prev + i*g, cell)``, ``h = requantize(o * tanh(c), data)``; mirrors
     :func:`rnnaccel.golden.lstm.lstm_elementwise`. ``first`` makes ``c_prev`` zero (the first step
     of a sequence).
@@ -116,14 +120,16 @@ class LSTMElementwise(wiring.Component):
         m = Module()
         model, fm = self.model, self.model.formats
         p = self.i_stream.payload
-        cells = Array(Signal(shape_of(fm.cell), name=f"c{u}") for u in range(self.units))
+        # Cell states as a rotating register: units arrive in order 0 .. units-1, so the current
+        # unit's state is always cells[0] (no read multiplexer, no fan-out of the unit index).
+        cells = [Signal(shape_of(fm.cell), name=f"c{u}") for u in range(self.units)]
 
         fc_frac = fm.sigmoid_out.frac + fm.cell.frac
         ig_frac = fm.sigmoid_out.frac + fm.tanh_out.frac
         frac = max(fc_frac, ig_frac)
 
         # Stage 1: products.
-        c_prev = Mux(p.first, 0, cells[p.unit])
+        c_prev = Mux(p.first, 0, cells[0])
         fc = Signal(signed(fm.sigmoid_out.width + fm.cell.width + 1))
         ig = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))
         o1 = Signal.like(p.o)
@@ -141,7 +147,8 @@ class LSTMElementwise(wiring.Component):
                            model.rounding, model.overflow)
         m.d.sync += [c2.eq(c_new), o2.eq(o1), unit2.eq(unit1), v2.eq(v1)]
         with m.If(v1):
-            m.d.sync += cells[unit1].eq(c_new)
+            m.d.sync += [cells[u].eq(cells[u + 1]) for u in range(self.units - 1)]
+            m.d.sync += cells[-1].eq(c_new)
 
         # Stages 3 .. 2 + TABLE_LATENCY: tanh(c); o, c and unit wait beside it.
         m.submodules.tanh = tanh = ActivationTable(golden_lstm.tables(model)["tanh"])
