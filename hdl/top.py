@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rnnaccel.golden.model import Model
 
-from .lstm import LSTMLayer, vector_layout
 from ._util import checked_init
+from .lstm import LSTMLayer
 
 __all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports"]
 
@@ -39,15 +39,12 @@ class Accelerator(wiring.Component):
         if not isinstance(model, Model):
             raise TypeError(f"Accelerator needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
-        w = model.formats.data.width
-        super().__init__({
-            "i_stream": In(stream.Signature(vector_layout(w, model.input_size))),
-            "o_stream": Out(stream.Signature(vector_layout(w, model.hidden_size))),
-        })
+        self._layer = LSTMLayer(model)
+        super().__init__(self._layer.signature)     # the same stream ports as the layer
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.layer = layer = LSTMLayer(self.model)
+        m.submodules.layer = layer = self._layer
         wiring.connect(m, wiring.flipped(self.i_stream), layer.i_stream)
         wiring.connect(m, layer.o_stream, wiring.flipped(self.o_stream))
         return m
