@@ -22,6 +22,9 @@ class ActivationTable(wiring.Component):
     ----------
     table : Table
         Contents (the memory's ``init``), index and output formats.
+    apply_symmetry : bool
+        If false (tanh only), the output is the magnitude ``|tanh|`` and the consumer applies the
+        sign of the index, e.g. to the other factor of a product (one negation fewer in its path).
 
     Attributes
     ----------
@@ -40,10 +43,14 @@ class ActivationTable(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, *, apply_symmetry: bool = True):
         if not isinstance(table, Table):
             raise TypeError(f"ActivationTable needs a golden Table, got {table!r}")
+        if not apply_symmetry and table.function != "tanh":
+            raise ValueError(f"only an odd function's table (tanh) can leave the sign to the consumer, "
+                             f"not {table.function!r}")
         self.table = table
+        self.apply_symmetry = apply_symmetry
         self.latency = TABLE_LATENCY
         super().__init__({
             "i_stream": In(stream.Signature(signed(table.in_fmt.width), always_ready=True)),
@@ -71,7 +78,9 @@ class ActivationTable(wiring.Component):
         data = Signal.like(rd.data)
         neg_o = Signal()
         m.d.sync += [data.eq(rd.data), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
-        if t.function == "sigmoid":
+        if not self.apply_symmetry:
+            value = data
+        elif t.function == "sigmoid":
             value = Mux(neg_o, t.one - data, data)
         else:
             value = Mux(neg_o, -data, data)

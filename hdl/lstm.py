@@ -150,16 +150,24 @@ class LSTMElementwise(wiring.Component):
             m.d.sync += [cells[u].eq(cells[u + 1]) for u in range(self.units - 1)]
             m.d.sync += cells[-1].eq(c_new)
 
-        # Stages 3 .. 2 + TABLE_LATENCY: tanh(c); o, c and unit wait beside it.
-        m.submodules.tanh = tanh = ActivationTable(golden_lstm.tables(model)["tanh"])
+        # Stages 3 .. 2 + TABLE_LATENCY: |tanh(c)|; o, c and unit wait beside it. The table's sign
+        # goes onto o instead: o * (-|t|) = (-o) * |t| exactly, and c < 0 exactly when the table
+        # index is negative or zero (where |t| = tanh(0) = 0), so o takes the sign of c on entry
+        # and the multiplier sees two registers.
+        m.submodules.tanh = tanh = ActivationTable(golden_lstm.tables(model)["tanh"], apply_symmetry=False)
         m.d.comb += [tanh.i_stream.payload.eq(requantize(c2, fm.cell, fm.tanh_in, model.rounding, "SAT")),
                      tanh.i_stream.valid.eq(v2)]
-        o4, c4, unit4 = o2, c2, unit2
+        o_signed = Signal(signed(fm.sigmoid_out.width + 1), name="o_signed")
+        m.d.sync += o_signed.eq(Mux(c2 < 0, -o2, o2))
+        o4, c4, unit4 = o_signed, c2, unit2          # o_signed is the first stage's register of o
         for i in range(tanh.latency):
-            o_n, c_n, unit_n = Signal.like(o2, name=f"o_t{i}"), Signal.like(c2, name=f"c_t{i}"), \
-                Signal.like(unit2, name=f"unit_t{i}")
-            m.d.sync += [o_n.eq(o4), c_n.eq(c4), unit_n.eq(unit4)]
-            o4, c4, unit4 = o_n, c_n, unit_n
+            c_n, unit_n = Signal.like(c2, name=f"c_t{i}"), Signal.like(unit2, name=f"unit_t{i}")
+            m.d.sync += [c_n.eq(c4), unit_n.eq(unit4)]
+            c4, unit4 = c_n, unit_n
+            if i > 0:
+                o_n = Signal.like(o_signed, name=f"o_t{i}")
+                m.d.sync += o_n.eq(o4)
+                o4 = o_n
 
         # Stage 5: o * tanh(c).  Stage 6: hidden state.
         ot = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))

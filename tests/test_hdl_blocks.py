@@ -152,3 +152,29 @@ def test_mvu_rejects_out_of_range_weights():
     with pytest.raises(ValueError, match="weight codes outside s8.6"):
         MatrixVectorUnit(w_banks, np.zeros((1, 2), dtype=int), data_fmt=QFormat(8, 5), weight_fmt=QFormat(8, 6),
                          acc_fmt=QFormat(32, 11))
+
+
+def test_tanh_table_without_symmetry_gives_magnitude():
+    table = make_table("tanh", QFormat(7, 4), QFormat(8, 7))
+    dut = ActivationTable(table, apply_symmetry=False)
+    idx = np.arange(-64, 64)
+    got = []
+
+    async def tb(ctx):
+        for i in list(idx) + [None] * (dut.latency + 1):
+            ctx.set(dut.i_stream.valid, i is not None)
+            ctx.set(dut.i_stream.payload, 0 if i is None else int(i))
+            await ctx.tick()
+            if ctx.get(dut.o_stream.valid):
+                got.append(ctx.get(dut.o_stream.payload))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    np.testing.assert_array_equal(np.array(got), np.abs(activation(idx, table)))
+
+
+def test_sigmoid_table_needs_symmetry():
+    with pytest.raises(ValueError, match="only an odd function's table"):
+        ActivationTable(make_table("sigmoid", QFormat(7, 3), QFormat(8, 8, signed=False)), apply_symmetry=False)
