@@ -285,6 +285,11 @@ class LSTMLayer(wiring.Component):
                          act.i_stream.payload.acc.eq(mvu.o_stream.payload.acc[p]),
                          act.i_stream.payload.tanh.eq(mvu.o_stream.payload.row % ng == 2)]
             held = {name: Signal(ew.i_stream.payload[name].shape(), name=f"{name}_held{p}") for name in "ifg"}
+            # A copy of the sequence-start flag per lane (it changes only when a step starts, many
+            # cycles before the lane's first beat): no fan-out from one register to every PE's
+            # multiplier path.
+            first_lane = Signal(name=f"first{p}")
+            m.d.sync += first_lane.eq(first)
             value = act.o_stream.payload
             with m.If(act.o_stream.valid):
                 for gi, name in enumerate("ifg"):
@@ -294,7 +299,7 @@ class LSTMLayer(wiring.Component):
                 ew.i_stream.valid.eq(act.o_stream.valid & (gate == ng - 1)),
                 ew.i_stream.payload.i.eq(held["i"]), ew.i_stream.payload.f.eq(held["f"]),
                 ew.i_stream.payload.g.eq(held["g"]), ew.i_stream.payload.o.eq(value),
-                ew.i_stream.payload.unit.eq(unit), ew.i_stream.payload.first.eq(first),
+                ew.i_stream.payload.unit.eq(unit), ew.i_stream.payload.first.eq(first_lane),
             ]
             out = ew.o_stream
             for u in range(U):
