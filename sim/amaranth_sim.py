@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from .streams import Pauses, stream_get, stream_put
 
-__all__ = ["LayerRun", "run_stream_dut"]
+__all__ = ["LayerRun", "run_stream_dut", "run_pipeline"]
 
 
 @dataclass
@@ -81,3 +81,29 @@ def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0
         sim.run()
     result.out_cycles = np.array(cycles)
     return result
+
+
+def run_pipeline(dut, beats, out_fields=None) -> list:
+    """Drive a fixed-latency block (``always_ready`` ``i_stream``/``o_stream``) one beat per cycle.
+
+    ``beats`` holds payloads (anything ``ctx.set`` accepts) or None for an idle cycle; the run goes
+    on for ``dut.latency + 2`` idle cycles after the last beat. Returns the valid outputs in order:
+    ints, or tuples of the ``out_fields`` of a struct payload.
+    """
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    got = []
+
+    async def tb(ctx):
+        for beat in list(beats) + [None] * (dut.latency + 2):
+            ctx.set(dut.i_stream.valid, beat is not None)
+            if beat is not None:
+                ctx.set(dut.i_stream.payload, beat)
+            await ctx.tick()
+            if ctx.get(dut.o_stream.valid):
+                p = ctx.get(dut.o_stream.payload)
+                got.append(tuple(int(p[f]) for f in out_fields) if out_fields else int(p))
+
+    sim.add_testbench(tb)
+    sim.run()
+    return got

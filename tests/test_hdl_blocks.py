@@ -15,6 +15,7 @@ from rnnaccel.hdl.activation import ActivationTable
 from rnnaccel.hdl.fixed import requantize, shape_of
 from rnnaccel.hdl.mvu import MatrixVectorUnit, pack_banks
 from rnnaccel.hdl.perf import mvu_latency
+from rnnaccel.sim.amaranth_sim import run_pipeline
 
 
 class _Requant(wiring.Component):
@@ -71,21 +72,7 @@ def test_activation_table_exhaustive(function, in_fmt, out_fmt):
     table = make_table(function, in_fmt, out_fmt)
     dut = ActivationTable(table)
     idx = np.arange(in_fmt.min_code, in_fmt.max_code + 1)
-    got = []
-
-    async def tb(ctx):
-        pending = list(idx) + [None] * (dut.latency + 1)
-        for i in pending:
-            ctx.set(dut.i_stream.valid, i is not None)
-            ctx.set(dut.i_stream.payload, 0 if i is None else int(i))
-            await ctx.tick()
-            if ctx.get(dut.o_stream.valid):
-                got.append(ctx.get(dut.o_stream.payload))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    got = run_pipeline(dut, [int(i) for i in idx])
     np.testing.assert_array_equal(np.array(got), activation(idx, table))
 
 
@@ -158,20 +145,7 @@ def test_tanh_table_without_symmetry_gives_magnitude():
     table = make_table("tanh", QFormat(7, 4), QFormat(8, 7))
     dut = ActivationTable(table, apply_symmetry=False)
     idx = np.arange(-64, 64)
-    got = []
-
-    async def tb(ctx):
-        for i in list(idx) + [None] * (dut.latency + 1):
-            ctx.set(dut.i_stream.valid, i is not None)
-            ctx.set(dut.i_stream.payload, 0 if i is None else int(i))
-            await ctx.tick()
-            if ctx.get(dut.o_stream.valid):
-                got.append(ctx.get(dut.o_stream.payload))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    got = run_pipeline(dut, [int(i) for i in idx])
     np.testing.assert_array_equal(np.array(got), np.abs(activation(idx, table)))
 
 

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rnnaccel.golden import lstm as golden_lstm
 from rnnaccel.golden.model import Formats, Model, random_weights
 from rnnaccel.hdl.lstm import GateActivation, LSTMElementwise, LSTMLayer
 from rnnaccel.hdl.perf import cycles_per_timestep
 from rnnaccel.hdl.top import Accelerator
-from rnnaccel.sim.amaranth_sim import run_stream_dut
+from rnnaccel.sim.amaranth_sim import run_pipeline, run_stream_dut
 
 
 def random_model(X, H, pe=1, simd=1, *, seed=0, scale=0.5, **kw):
@@ -18,29 +17,6 @@ def random_model(X, H, pe=1, simd=1, *, seed=0, scale=0.5, **kw):
 
 SMALL_FORMATS = Formats(data="s8.5", weight="s8.6", cell="s10.6", sigmoid_in="s7.3", sigmoid_out="u8.8",
                         tanh_in="s7.4", tanh_out="s8.7")
-
-
-def _run_block(dut, beats, out_fields, latency):
-    """Feed one beat per cycle (dict payloads, or None for an idle cycle); collect valid outputs."""
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    got = []
-
-    async def tb(ctx):
-        for beat in list(beats) + [None] * (latency + 2):
-            if beat is None:
-                ctx.set(dut.i_stream.valid, 0)
-            else:
-                ctx.set(dut.i_stream.valid, 1)
-                ctx.set(dut.i_stream.payload, beat)
-            await ctx.tick()
-            if ctx.get(dut.o_stream.valid):
-                p = ctx.get(dut.o_stream.payload)
-                got.append(tuple(int(p[f]) for f in out_fields) if out_fields else int(p))
-
-    sim.add_testbench(tb)
-    sim.run()
-    return got
 
 
 @pytest.mark.parametrize("formats", [Formats(), SMALL_FORMATS], ids=["default16", "small8"])
@@ -53,7 +29,7 @@ def test_gate_activation_matches_golden(formats):
                            [acc_fmt.min_code, acc_fmt.max_code, 0, -1, 1]])
     tanh = rng.integers(0, 2, len(accs))
     dut = GateActivation(model)
-    got = _run_block(dut, [{"acc": int(a), "tanh": int(t)} for a, t in zip(accs, tanh)], None, dut.latency)
+    got = run_pipeline(dut, [{"acc": int(a), "tanh": int(t)} for a, t in zip(accs, tanh)])
     expected = np.where(tanh == 1, golden_lstm.gate_activation(accs, "tanh", model),
                         golden_lstm.gate_activation(accs, "sigmoid", model))
     np.testing.assert_array_equal(np.array(got), expected)
@@ -79,7 +55,7 @@ def test_elementwise_matches_golden(formats, overflow, rounding):
         # The hardware writes a cell state 2 cycles after reading it: a unit is revisited later.
         beats += [None, None]
     dut = LSTMElementwise(model, units)
-    got = _run_block(dut, beats, ("h", "c", "unit"), dut.latency)
+    got = run_pipeline(dut, beats, ("h", "c", "unit"))
     # Golden: track the cell state per unit.
     c_state = np.zeros(units, dtype=np.int64)
     expected = []
