@@ -38,15 +38,24 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cells as _cells
 from .fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
-__all__ = ["Formats", "Model", "DEFAULT_FORMATS", "CELLS", "GATES", "load", "save", "ConfigError", "random_weights"]
+__all__ = ["Formats", "Model", "DEFAULT_FORMATS", "CELLS", "GATES", "load", "save", "ConfigError", "random_weights",
+           "GATE_ACTIVATIONS", "CAND_ACTIVATIONS", "OUTPUTS"]
 
-#: Cell kinds this version generates.
-CELLS = ("lstm",)
+#: Cell kinds this version generates (see :mod:`rnnaccel.golden.cells`).
+CELLS = tuple(_cells.CELLS)
 
-#: Gates of each cell in PyTorch's order (rows of ``weight_ih_l0`` / ``weight_hh_l0``).
-GATES = {"lstm": ("i", "f", "g", "o")}
+#: Gate blocks of each cell in PyTorch's order (row blocks of ``weight_ih_l0`` / ``weight_hh_l0``).
+GATES = {name: c.torch_gates for name, c in _cells.CELLS.items()}
+
+#: Choices of the gate activation (i, f, o / r, z) and of the candidate activation (g, tanh(c) / n / h).
+GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+CAND_ACTIVATIONS = ("tanh", "softsign", "hard_tanh")
+
+#: What the accelerator streams out: every timestep's output, or only the last step's of a sequence.
+OUTPUTS = ("sequence", "last")
 
 
 class ConfigError(ValueError):
@@ -132,17 +141,22 @@ def _positive_int(value, name: str) -> int:
 
 @dataclass
 class Model:
-    """A recurrent layer ready for generation: sizes, formats, parallelism and float weights.
+    """A recurrent network ready for generation: cell, sizes, formats, parallelism and float weights.
 
     Parameters
     ----------
     cell : str
-        ``"lstm"`` (PyTorch ``nn.LSTM`` semantics: forget gate, no peepholes, gates i, f, g, o).
+        One of :data:`CELLS` (see :mod:`rnnaccel.golden.cells` for the equations): ``"lstm"``
+        (``torch.nn.LSTM``), ``"lstm_nf"`` (no forget gate), ``"gru"`` (``torch.nn.GRU``),
+        ``"rnn_tanh"`` / ``"rnn_relu"`` (``torch.nn.RNN``).
     input_size, hidden_size : int
         ``X`` and ``H``.
     weights : dict of str to numpy.ndarray
-        PyTorch state_dict names: ``weight_ih_l0`` (4H, X), ``weight_hh_l0`` (4H, H),
-        ``bias_ih_l0`` (4H,), ``bias_hh_l0`` (4H,). Float, finite.
+        PyTorch state_dict names: ``weight_ih_l{k}`` (G*H, X_k), ``weight_hh_l{k}`` (G*H, H),
+        ``bias_ih_l{k}`` (G*H,), ``bias_hh_l{k}`` (G*H,) for every layer ``k`` (``G`` gate blocks of the
+        cell; ``X_0 = X``, deeper layers read ``H`` or ``2H`` when bidirectional), the same with the
+        suffix ``_reverse`` for the backward direction, and ``head.weight`` (head_size, H*dirs) and
+        ``head.bias`` (head_size,) for a dense head. Float, finite.
     formats : Formats
     rounding : {"TRN", "RND", "RND_CONV"}
         Rounding of every requantisation step.
@@ -151,7 +165,19 @@ class Model:
         table's range is the saturated input range of the activation).
     pe, simd : int
         Processing elements (rows computed in parallel) and multipliers per PE (columns per
-        cycle). ``pe`` must divide ``hidden_size`` so that each PE owns whole hidden units.
+        cycle), for every layer. ``pe`` must divide ``hidden_size`` so that each PE owns whole
+        hidden units.
+    num_layers : int
+        Stacked layers (``torch.nn.*(num_layers=N)``); each layer is its own pipeline stage.
+    bidirectional : bool
+        A backward layer beside every forward one, outputs concatenated ``[forward; backward]``.
+    head_size : int
+        Outputs of a dense (linear) head after the stack; 0 for none.
+    gate_activation, cand_activation : str
+        The gate activation (``sigmoid`` or ``hard_sigmoid``) and the candidate/state activation
+        (``tanh``, ``softsign`` or ``hard_tanh``).
+    outputs : {"sequence", "last"}
+        Stream every timestep's output or only the last step's of each sequence.
     name : str
 
     Raises
@@ -170,12 +196,35 @@ class Model:
     pe: int = 1
     simd: int = 1
     name: str = "rnn"
+    num_layers: int = 1
+    bidirectional: bool = False
+    head_size: int = 0
+    gate_activation: str = "sigmoid"
+    cand_activation: str = "tanh"
+    outputs: str = "sequence"
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"model.cell: unknown cell {self.cell!r}; supported: {', '.join(CELLS)}")
         self.input_size = _positive_int(self.input_size, "model.input_size")
         self.hidden_size = _positive_int(self.hidden_size, "model.hidden_size")
+        self.num_layers = _positive_int(self.num_layers, "model.num_layers")
+        if not isinstance(self.bidirectional, (bool, np.bool_)):
+            raise ConfigError(f"model.bidirectional must be true or false, got {self.bidirectional!r}")
+        self.bidirectional = bool(self.bidirectional)
+        if isinstance(self.head_size, bool) or not isinstance(self.head_size, (int, np.integer)) \
+                or self.head_size < 0:
+            raise ConfigError(f"model.head_size must be a non-negative integer (0: no dense head), "
+                              f"got {self.head_size!r}")
+        self.head_size = int(self.head_size)
+        if self.gate_activation not in GATE_ACTIVATIONS:
+            raise ConfigError(f"model.gate_activation: unknown {self.gate_activation!r}; "
+                              f"choose one of {', '.join(GATE_ACTIVATIONS)}")
+        if self.cand_activation not in CAND_ACTIVATIONS:
+            raise ConfigError(f"model.cand_activation: unknown {self.cand_activation!r}; "
+                              f"choose one of {', '.join(CAND_ACTIVATIONS)}")
+        if self.outputs not in OUTPUTS:
+            raise ConfigError(f"model.outputs: unknown {self.outputs!r}; choose one of {', '.join(OUTPUTS)}")
         if not isinstance(self.formats, Formats):
             raise ConfigError(f"formats must be a Formats object, got {self.formats!r}")
         if self.rounding not in ROUNDING_MODES:
@@ -191,19 +240,72 @@ class Model:
             raise ConfigError(
                 f"hardware.pe = {self.pe} does not fit the rows: each PE owns whole hidden units, so pe "
                 f"must divide hidden_size = {self.hidden_size}; choose one of {divisors}")
-        if self.simd > self.vector_size:
+        smallest = min(self.layer_input_size(k) for k in range(self.num_layers)) + self.hidden_size
+        if self.simd > smallest:
             raise ConfigError(
                 f"hardware.simd = {self.simd} exceeds the vector length input_size + hidden_size = "
-                f"{self.vector_size}; choose simd <= {self.vector_size}")
+                f"{smallest}" + (" of the smallest layer" if self.num_layers > 1 else "")
+                + f"; choose simd <= {smallest}")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
         self._check_formats()
         self.weights = self._check_weights(self.weights)
 
-    # -- derived sizes -------------------------------------------------------------------------
+    # -- structure -------------------------------------------------------------------------------
+    @property
+    def cell_spec(self) -> _cells.Cell:
+        """The :class:`~rnnaccel.golden.cells.Cell` (PyTorch gate blocks, hardware rows, state)."""
+        return _cells.CELLS[self.cell]
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Length of an output vector: ``head_size`` with a head, else ``H * directions``."""
+        return self.head_size or self.hidden_size * self.directions
+
+    @property
+    def is_single_layer(self) -> bool:
+        """One unidirectional layer without head (what one layer engine computes)."""
+        return self.num_layers == 1 and not self.bidirectional and not self.head_size
+
+    def layer_input_size(self, k: int) -> int:
+        """Input length of layer ``k``: ``X`` for the first, ``H * directions`` above."""
+        return self.input_size if k == 0 else self.hidden_size * self.directions
+
+    def layer(self, k: int = 0, reverse: bool = False) -> "Model":
+        """Layer ``k`` (backward direction if ``reverse``) as a one-layer model (weights named ``_l0``).
+
+        The golden layer functions and the hardware layer take such one-layer models.
+        """
+        if not 0 <= k < self.num_layers:
+            raise ValueError(f"layer {k} out of range: the model has {self.num_layers} layer(s)")
+        if reverse and not self.bidirectional:
+            raise ValueError("reverse=True needs a bidirectional model")
+        if self.is_single_layer:
+            return self
+        cache = self.__dict__.setdefault("_layer_cache", {})
+        if (k, reverse) not in cache:
+            sfx = f"_l{k}" + ("_reverse" if reverse else "")
+            w = {f"{n}_l0": self.weights[f"{n}{sfx}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            cache[(k, reverse)] = Model(
+                cell=self.cell, input_size=self.layer_input_size(k), hidden_size=self.hidden_size, weights=w,
+                formats=self.formats, rounding=self.rounding, overflow=self.overflow, pe=self.pe, simd=self.simd,
+                name=f"{self.name}_l{k}" + ("_reverse" if reverse else ""),
+                gate_activation=self.gate_activation, cand_activation=self.cand_activation)
+        return cache[(k, reverse)]
+
+    def layers(self) -> list[list["Model"]]:
+        """``layers()[k]`` = the one-layer models of layer ``k`` (forward, then backward)."""
+        return [[self.layer(k, d == 1) for d in range(self.directions)] for k in range(self.num_layers)]
+
+    # -- derived sizes (of layer 0; use :meth:`layer` for the others) ----------------------------
     @property
     def gates(self) -> tuple[str, ...]:
-        return GATES[self.cell]
+        """Names of the matrix-vector rows of one hidden unit, in hardware order."""
+        return tuple(r.name for r in self.cell_spec.rows)
 
     @property
     def vector_size(self) -> int:
@@ -212,13 +314,32 @@ class Model:
 
     @property
     def rows(self) -> int:
-        """Rows of the gate matrix: ``len(gates) * H``."""
+        """Rows of the matrix-vector pass: ``len(gates) * H``."""
         return len(self.gates) * self.hidden_size
 
     @property
     def folds(self) -> int:
-        """Cycles per row in the matrix-vector unit: ``ceil(N / simd)``."""
+        """SIMD chunks of the whole vector ``[x_t; h_{t-1}]``: ``ceil(N / simd)``."""
         return math.ceil(self.vector_size / self.simd)
+
+    def fold_range(self, part: str) -> tuple[int, int]:
+        """Chunks ``[start, stop)`` of ``[x_t; h_{t-1}]`` that a row reading ``part`` visits.
+
+        ``"xh"``: all; ``"x"``: those holding x_t; ``"h"``: those holding h_{t-1} (the chunk that
+        holds both is visited by both, with zero weights on the other part).
+        """
+        X, s = self.input_size, self.simd
+        return {"xh": (0, self.folds), "x": (0, math.ceil(X / s)), "h": (X // s, self.folds)}[part]
+
+    @property
+    def fold_ranges(self) -> tuple[tuple[int, int], ...]:
+        """:meth:`fold_range` of every row of a hidden unit, in hardware order."""
+        return tuple(self.fold_range(r.part) for r in self.cell_spec.rows)
+
+    @property
+    def beats_per_unit(self) -> int:
+        """Matrix-vector beats per hidden unit (sum of the rows' chunk counts)."""
+        return sum(b - a for a, b in self.fold_ranges)
 
     @property
     def rows_per_pe(self) -> int:
@@ -239,6 +360,14 @@ class Model:
         """Format of the summed bias: accumulator precision, as many integer bits as a product."""
         f = self.formats
         return QFormat(f.data.width + f.weight.width, f.data.frac + f.weight.frac)
+
+    @property
+    def head_accumulator(self) -> QFormat:
+        """Accumulator format of the dense head (``H * directions`` products plus the bias)."""
+        f = self.formats
+        bound = self.hidden_size * self.directions * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1))
+        bound += 1 << (self.bias.width - 1)
+        return QFormat((bound - 1).bit_length() + 1, f.data.frac + f.weight.frac)
 
     # -- validation ----------------------------------------------------------------------------
     def _check_formats(self):
@@ -273,15 +402,26 @@ class Model:
             raise ConfigError(
                 f"formats.tanh_out = {f.tanh_out} wastes integer bits on values in (-1, 1); give it at "
                 f"most sign plus one integer bit (e.g. s16.15 or s16.14)")
-        if self.accumulator.width > 62:
+        widest = max(self.layer_input_size(k) for k in range(self.num_layers)) + self.hidden_size
+        bound = widest * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1)) + (1 << (self.bias.width - 1))
+        need = (bound - 1).bit_length() + 1
+        if need > 62:
             raise ConfigError(
-                f"the accumulator needs {self.accumulator.width} bits for data {f.data} x weight "
-                f"{f.weight} over {self.vector_size} terms, more than the 62 the model supports; "
+                f"the accumulator needs {need} bits for data {f.data} x weight "
+                f"{f.weight} over {widest} terms, more than the 62 the model supports; "
                 f"narrow the data or weight format")
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        r, x, h = self.rows, self.input_size, self.hidden_size
-        return {"weight_ih_l0": (r, x), "weight_hh_l0": (r, h), "bias_ih_l0": (r,), "bias_hh_l0": (r,)}
+        r, h = self.cell_spec.gate_blocks * self.hidden_size, self.hidden_size
+        shapes = {}
+        for k in range(self.num_layers):
+            x = self.layer_input_size(k)
+            for sfx in [f"_l{k}"] + ([f"_l{k}_reverse"] if self.bidirectional else []):
+                shapes |= {f"weight_ih{sfx}": (r, x), f"weight_hh{sfx}": (r, h), f"bias_ih{sfx}": (r,),
+                           f"bias_hh{sfx}": (r,)}
+        if self.head_size:
+            shapes |= {"head.weight": (self.head_size, h * self.directions), "head.bias": (self.head_size,)}
+        return shapes
 
     def _check_weights(self, weights) -> dict[str, np.ndarray]:
         if not hasattr(weights, "keys"):
@@ -291,7 +431,9 @@ class Model:
         missing = [k for k in expected if k not in weights]
         if missing:
             raise ConfigError(
-                f"weights: missing {missing}; an LSTM layer needs {sorted(expected)} (PyTorch names)")
+                f"weights: missing {missing}; this {self.cell} model ({self.num_layers} layer(s), "
+                f"{self.directions} direction(s), head_size {self.head_size}) needs {sorted(expected)} "
+                f"(PyTorch names)")
         unknown = sorted(set(weights) - set(expected))
         if unknown:
             raise ConfigError(f"weights: unexpected entries {unknown}; expected exactly {sorted(expected)}")
@@ -304,7 +446,8 @@ class Model:
             if a.shape != shape:
                 raise ConfigError(
                     f"weights.{k}: shape {a.shape}, expected {shape} for input_size={self.input_size}, "
-                    f"hidden_size={self.hidden_size} ({len(self.gates)} gates x hidden_size rows)")
+                    f"hidden_size={self.hidden_size} ({self.cell}: {self.cell_spec.gate_blocks} gate blocks "
+                    f"x hidden_size rows)")
             bad = ~np.isfinite(a)
             if bad.any():
                 idx = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -328,6 +471,12 @@ class Model:
             "overflow": self.overflow,
             "pe": self.pe,
             "simd": self.simd,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "head_size": self.head_size,
+            "gate_activation": self.gate_activation,
+            "cand_activation": self.cand_activation,
+            "outputs": self.outputs,
         }
 
     def with_hardware(self, *, pe: int | None = None, simd: int | None = None) -> "Model":
@@ -343,7 +492,9 @@ class Model:
 
 # -- TOML + npz -------------------------------------------------------------------------------------
 _TOP_KEYS = {"name", "model", "formats", "numerics", "hardware"}
-_MODEL_KEYS = {"cell", "input_size", "hidden_size", "weights"}
+_MODEL_KEYS = {"cell", "input_size", "hidden_size", "weights", "num_layers", "bidirectional", "head_size",
+               "gate_activation", "cand_activation", "outputs"}
+_MODEL_OPTIONS = ("num_layers", "bidirectional", "head_size", "gate_activation", "cand_activation", "outputs")
 
 
 def _table(cfg: dict, key: str) -> dict:
@@ -392,6 +543,7 @@ def from_dict(cfg: dict, weights: dict | None = None, *, base: Path | None = Non
         formats=Formats.from_dict(_table(cfg, "formats")),
         rounding=numerics.get("rounding", "RND"), overflow=numerics.get("overflow", "SAT"),
         pe=hw.get("pe", 1), simd=hw.get("simd", 1), name=cfg.get("name", Path(base or ".").name or "rnn"),
+        **{k: m[k] for k in _MODEL_OPTIONS if k in m},
     )
 
 
@@ -418,7 +570,7 @@ def to_dict(model: Model, weights_file: str) -> dict:
     return {
         "name": model.name,
         "model": {"cell": model.cell, "input_size": model.input_size, "hidden_size": model.hidden_size,
-                  "weights": weights_file},
+                  "weights": weights_file} | {k: getattr(model, k) for k in _MODEL_OPTIONS},
         "formats": model.formats.as_dict(),
         "numerics": {"rounding": model.rounding, "overflow": model.overflow},
         "hardware": {"pe": model.pe, "simd": model.simd},
@@ -451,17 +603,27 @@ def save(model: Model, path) -> Path:
 
 
 def random_weights(input_size: int, hidden_size: int, *, scale: float = 0.5, seed: int = 0,
-                   cell: str = "lstm") -> dict[str, np.ndarray]:
+                   cell: str = "lstm", num_layers: int = 1, bidirectional: bool = False,
+                   head_size: int = 0) -> dict[str, np.ndarray]:
     """Uniform random weights in ``[-scale, scale]`` under PyTorch's names, for trials and tests.
 
     ``scale`` around 0.3 gives gates that neither all saturate nor all sit at 0.5, like trained
-    weights of a layer of this size.
+    weights of a layer of this size. The names and shapes are those :class:`Model` expects.
     """
     if cell not in CELLS:
         raise ConfigError(f"model.cell: unknown cell {cell!r}; supported: {', '.join(CELLS)}")
     rng = np.random.default_rng(seed)
     rows = len(GATES[cell]) * hidden_size
-    return {"weight_ih_l0": rng.uniform(-scale, scale, (rows, input_size)),
-            "weight_hh_l0": rng.uniform(-scale, scale, (rows, hidden_size)),
-            "bias_ih_l0": rng.uniform(-scale, scale, rows),
-            "bias_hh_l0": rng.uniform(-scale, scale, rows)}
+    dirs = 2 if bidirectional else 1
+    out = {}
+    for k in range(num_layers):
+        x = input_size if k == 0 else hidden_size * dirs
+        for sfx in [f"_l{k}"] + ([f"_l{k}_reverse"] if bidirectional else []):
+            out |= {f"weight_ih{sfx}": rng.uniform(-scale, scale, (rows, x)),
+                    f"weight_hh{sfx}": rng.uniform(-scale, scale, (rows, hidden_size)),
+                    f"bias_ih{sfx}": rng.uniform(-scale, scale, rows),
+                    f"bias_hh{sfx}": rng.uniform(-scale, scale, rows)}
+    if head_size:
+        out |= {"head.weight": rng.uniform(-scale, scale, (head_size, hidden_size * dirs)),
+                "head.bias": rng.uniform(-scale, scale, head_size)}
+    return out

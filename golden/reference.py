@@ -1,47 +1,112 @@
-"""Float reference of the recurrent layer, equal to PyTorch (float64 NumPy)."""
+"""Float reference of the network, equal to PyTorch (float64 NumPy).
+
+``lstm``, ``gru``, ``rnn_tanh`` and ``rnn_relu`` equal ``torch.nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``
+(any ``num_layers``, ``bidirectional``) followed by an optional ``nn.Linear`` head; ``lstm_nf``
+(no forget gate) is written from its equation ``c_t = c_{t-1} + i*g`` (:mod:`rnnaccel.golden.cells`).
+The gate and candidate activations are the model's (sigmoid and tanh by default).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import activation as _act
 from .model import Model
 
-__all__ = ["lstm_float", "sigmoid"]
+__all__ = ["lstm_float", "layer_float", "network_float", "sigmoid", "float_function"]
 
 
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def lstm_float(model: Model, x, h0=None, c0=None):
-    """``torch.nn.LSTM`` (one layer, gates i, f, g, o) in float64.
+_FALLBACK = {"sigmoid": sigmoid, "tanh": np.tanh}
 
-    Parameters
-    ----------
-    model : Model
-        Its float weights are used; formats are ignored.
-    x : array_like, shape (T, X)
-    h0, c0 : array_like, shape (H,), optional
-        Initial states (zeros by default).
+
+def float_function(name: str):
+    """The float activation function called ``name`` (``sigmoid``, ``tanh``, ``hard_sigmoid``, ...)."""
+    table = getattr(_act, "FLOAT_FUNCTIONS", _FALLBACK)
+    return table[name]
+
+
+def layer_float(model: Model, x, h0=None, c0=None):
+    """One layer (a one-layer model, :meth:`~rnnaccel.golden.model.Model.layer`) in float64.
 
     Returns
     -------
     y : numpy.ndarray, shape (T, H)
-        ``h_t`` at every step (PyTorch's ``output``).
-    (h_T, c_T) : tuple of numpy.ndarray
-        Final states.
+        ``h_t`` at every step.
+    (h_T, c_T) : tuple
+        Final states (``c_T`` None for cells without a cell state).
     """
     w = model.weights
     x = np.asarray(x, dtype=np.float64)
     H = model.hidden_size
+    sig, phi = float_function(model.gate_activation), float_function(model.cand_activation)
     h = np.zeros(H) if h0 is None else np.asarray(h0, dtype=np.float64)
     c = np.zeros(H) if c0 is None else np.asarray(c0, dtype=np.float64)
-    b = w["bias_ih_l0"] + w["bias_hh_l0"]
+    wih, whh, bih, bhh = w["weight_ih_l0"], w["weight_hh_l0"], w["bias_ih_l0"], w["bias_hh_l0"]
     ys = []
     for xt in x:
-        z = w["weight_ih_l0"] @ xt + w["weight_hh_l0"] @ h + b
-        i, f, g, o = sigmoid(z[:H]), sigmoid(z[H:2 * H]), np.tanh(z[2 * H:3 * H]), sigmoid(z[3 * H:])
-        c = f * c + i * g
-        h = o * np.tanh(c)
+        if model.cell == "gru":
+            a, b = wih @ xt + bih, whh @ h + bhh
+            r, z = sig(a[:H] + b[:H]), sig(a[H:2 * H] + b[H:2 * H])
+            n = phi(a[2 * H:] + r * b[2 * H:])
+            h = (1 - z) * n + z * h
+        else:
+            zz = wih @ xt + whh @ h + bih + bhh
+            if model.cell == "lstm":
+                i, f, g, o = sig(zz[:H]), sig(zz[H:2 * H]), phi(zz[2 * H:3 * H]), sig(zz[3 * H:])
+                c = f * c + i * g
+                h = o * phi(c)
+            elif model.cell == "lstm_nf":
+                i, g, o = sig(zz[:H]), phi(zz[H:2 * H]), sig(zz[2 * H:])
+                c = c + i * g
+                h = o * phi(c)
+            elif model.cell == "rnn_tanh":
+                h = phi(zz)
+            elif model.cell == "rnn_relu":
+                h = np.maximum(zz, 0.0)
+            else:  # pragma: no cover - Model validates the cell
+                raise ValueError(f"no float reference for cell {model.cell!r}")
         ys.append(h)
-    return np.array(ys).reshape(-1, H), (h, c)
+    return np.array(ys).reshape(-1, H), (h, c if model.cell_spec.has_cell_state else None)
+
+
+def network_float(model: Model, x, h0=None, c0=None):
+    """The whole model in float64: PyTorch's ``output`` (or the head's), and ``(h_n, c_n)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, X)
+    h0, c0 : array_like, shape (num_layers * directions, H), optional
+
+    Returns
+    -------
+    y : numpy.ndarray, shape (T, output_size), or (1, output_size) for ``outputs = "last"``
+    (h_n, c_n) : numpy.ndarray of shape (num_layers * directions, H) (``c_n`` None without cell state)
+    """
+    seq = np.asarray(x, dtype=np.float64)
+    n = model.num_layers * model.directions
+    h0 = np.zeros((n, model.hidden_size)) if h0 is None else np.asarray(h0, dtype=np.float64).reshape(n, -1)
+    c0 = np.zeros((n, model.hidden_size)) if c0 is None else np.asarray(c0, dtype=np.float64).reshape(n, -1)
+    hn, cn = [], []
+    for k, directions in enumerate(model.layers()):
+        outs = []
+        for d, layer in enumerate(directions):
+            i = k * model.directions + d
+            y, (h, c) = layer_float(layer, seq if d == 0 else seq[::-1], h0[i], c0[i])
+            outs.append(y if d == 0 else y[::-1])
+            hn.append(h)
+            cn.append(c)
+        seq = np.concatenate(outs, axis=1)
+    if model.head_size:
+        seq = seq @ model.weights["head.weight"].T + model.weights["head.bias"]
+    if model.outputs == "last":
+        seq = seq[-1:]
+    return seq, (np.array(hn), np.array(cn) if model.cell_spec.has_cell_state else None)
+
+
+def lstm_float(model: Model, x, h0=None, c0=None):
+    """``torch.nn.LSTM`` (one layer, gates i, f, g, o) in float64: ``(y, (h_T, c_T))``."""
+    return layer_float(model.layer(0), x, h0, c0)

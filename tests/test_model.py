@@ -137,12 +137,13 @@ BAD = [
      r"hardware\.simd = 8 exceeds the vector length input_size \+ hidden_size = 7; choose simd <= 7"),
     ("simd-negative", cfg_set("hardware", "simd", -1), r"hardware\.simd must be a positive integer, got -1"),
     # cell
-    ("cell-unknown", cfg_set("model", "cell", "gru"), r"model\.cell: unknown cell 'gru'; supported: lstm"),
+    ("cell-unknown", cfg_set("model", "cell", "lstm2"), r"model\.cell: unknown cell 'lstm2'; supported: lstm, lstm_nf, gru"),
     # weights
     ("weights-file-missing", cfg_set("model", "weights", "nope.npz"), r"model\.weights: file '.*nope\.npz' does not exist"),
     ("weights-entry-missing", cfg_del("model", "weights"), r"model\.weights is missing: name the \.npz file"),
     ("weight-array-missing", w_del("bias_hh_l0"),
-     r"weights: missing \['bias_hh_l0'\]; an LSTM layer needs \['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0'\]"),
+     r"weights: missing \['bias_hh_l0'\]; this lstm model \(1 layer\(s\), 1 direction\(s\), head_size 0\) needs "
+     r"\['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0'\]"),
     ("weight-array-extra", w_set("weight_ih_l1", np.zeros((16, 3))), r"weights: unexpected entries \['weight_ih_l1'\]"),
     ("weight-misshaped", w_set("weight_hh_l0", np.zeros((16, 3))),
      r"weights\.weight_hh_l0: shape \(16, 3\), expected \(16, 4\) for input_size=3, hidden_size=4"),
@@ -157,7 +158,8 @@ BAD = [
      r"weights\.bias_ih_l0: expected real numbers, got dtype complex128"),
     # unknown keys and bad layout
     ("unknown-key-model", cfg_set("model", "hiden_size", 4),
-     r"\[model\]: unknown entries \['hiden_size'\]; allowed: \['cell', 'hidden_size', 'input_size', 'weights'\]"),
+     r"\[model\]: unknown entries \['hiden_size'\]; allowed: \['bidirectional', 'cand_activation', 'cell', "
+     r"'gate_activation', 'head_size', 'hidden_size', 'input_size', 'num_layers', 'outputs', 'weights'\]"),
     ("unknown-key-numerics", cfg_set("numerics", "roundng", "RND"), r"\[numerics\]: unknown entries \['roundng'\]; allowed: \['overflow', 'rounding'\]"),
     ("unknown-key-hardware", cfg_set("hardware", "pes", 2), r"\[hardware\]: unknown entries \['pes'\]; allowed: \['pe', 'simd'\]"),
     ("unknown-key-formats", cfg_set("formats", "weights", "s8.6"), r"\[formats\] has unknown entries \['weights'\]; known formats are \["),
