@@ -6,7 +6,7 @@ Mirrors :func:`rnnaccel.golden.mvu.matrix_vector` (exact integer arithmetic).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,10 +15,10 @@ from rnnaccel.golden.fixed import QFormat
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
 
-__all__ = ["MatrixVectorUnit", "pack_banks"]
+__all__ = ["MatrixVectorUnit", "pack_banks", "fold_counter"]
 
 
-def pack_banks(weights, bias, pe: int, simd: int, row_order=None):
+def pack_banks(weights, bias, pe: int, simd: int, row_order=None, fold_ranges=None):
     """Split a weight matrix into per-PE memory contents.
 
     Parameters
@@ -29,12 +29,15 @@ def pack_banks(weights, bias, pe: int, simd: int, row_order=None):
     row_order : array_like of int, shape (pe, rows // pe), optional
         ``row_order[p, r]`` is the matrix row that PE ``p`` computes as its ``r``-th row.
         Default: PE ``p`` gets rows ``p, p + pe, p + 2 pe, ...``.
+    fold_ranges : sequence of (start, stop), optional
+        The chunks of the vector that local row ``r`` visits are ``fold_ranges[r % len(fold_ranges)]``
+        (default: all ``folds = ceil(N / simd)`` chunks). Columns outside a row's chunks must be zero.
 
     Returns
     -------
-    w_banks : numpy.ndarray, shape (pe, rows // pe * folds, simd)
-        Word ``r * folds + k`` of bank ``p`` holds columns ``k*simd .. k*simd + simd - 1`` of
-        row ``row_order[p, r]``, zero-padded past column N.
+    w_banks : numpy.ndarray, shape (pe, sum of the local rows' chunk counts, simd)
+        The words of local row 0 (its chunks in order: chunk ``k`` holds columns
+        ``k*simd .. k*simd + simd - 1``, zero-padded past column N), then of row 1, ...
     b_banks : numpy.ndarray, shape (pe, rows // pe)
     """
     w = np.asarray(weights, dtype=np.int64)
@@ -46,10 +49,67 @@ def pack_banks(weights, bias, pe: int, simd: int, row_order=None):
     if row_order is None:
         row_order = np.arange(rows).reshape(rows // pe, pe).T
     row_order = np.asarray(row_order)
-    wp = np.zeros((rows, folds * simd), dtype=np.int64)
-    wp[:, :n] = w
-    w_banks = wp[row_order].reshape(pe, -1, simd)
-    return w_banks, b[row_order]
+    fold_ranges = _check_ranges(fold_ranges, folds, row_order.shape[1])
+    wp = np.zeros((rows, folds, simd), dtype=np.int64)
+    wp.reshape(rows, -1)[:, :n] = w
+    words = []
+    for r in range(row_order.shape[1]):
+        start, stop = fold_ranges[r % len(fold_ranges)]
+        chunk = wp[row_order[:, r]]                          # (pe, folds, simd)
+        outside = np.delete(chunk, np.s_[start:stop], axis=1)
+        if outside.any():
+            raise ValueError(f"local row {r} has non-zero weights outside its chunks {start}..{stop - 1}")
+        words.append(chunk[:, start:stop])
+    return np.concatenate(words, axis=1), b[row_order]
+
+
+def _check_ranges(fold_ranges, folds: int, rows: int) -> tuple[tuple[int, int], ...]:
+    if fold_ranges is None:
+        return ((0, folds),)
+    fold_ranges = tuple((int(a), int(b)) for a, b in fold_ranges)
+    if not fold_ranges or rows % len(fold_ranges):
+        raise ValueError(f"the {len(fold_ranges)} fold ranges must divide the {rows} rows per PE")
+    for a, b in fold_ranges:
+        if not 0 <= a < b <= folds:
+            raise ValueError(f"fold range ({a}, {b}) outside 0..{folds}")
+    return fold_ranges
+
+
+def fold_counter(m, fold_ranges, rows: int, enable, *, prefix: str = ""):
+    """Counters that walk the chunks of every row: local row ``r``, its pattern position ``g``,
+    chunk ``k`` within ``fold_ranges[g]``. Advance on ``enable``.
+
+    Returns
+    -------
+    k, g, r : Signal
+        Current chunk, pattern position and row.
+    first, last : Value
+        The current beat is the first / last chunk of its row.
+    """
+    n = len(fold_ranges)
+    starts, stops = [a for a, _ in fold_ranges], [b - 1 for _, b in fold_ranges]
+    folds = max(stops) + 1
+    k = Signal(range(folds), init=starts[0], name=f"{prefix}k")
+    g = Signal(range(n), name=f"{prefix}g")
+    r = Signal(range(rows), name=f"{prefix}r")
+
+    def table(values, index):
+        if len(set(values)) == 1:
+            return Const(values[0], range(folds))
+        return Array(Const(v, range(folds)) for v in values)[index]
+
+    first = k == table(starts, g)
+    last = k == table(stops, g)
+    with m.If(enable):
+        with m.If(last):
+            g_next = Mux(g == n - 1, 0, g + 1) if n > 1 else 0
+            m.d.sync += k.eq(table(starts, g_next) if n > 1 else starts[0])
+            if n > 1:
+                m.d.sync += g.eq(g_next)
+            m.d.sync += r.eq(Mux(r == rows - 1, 0, r + 1))
+        with m.Else():
+            m.d.sync += k.eq(k + 1)
+    return k, g, r, first, last
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -86,16 +146,26 @@ class MatrixVectorUnit(wiring.Component):
 
     @checked_init
     def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat,
-                 bias_fmt: QFormat | None = None):
+                 bias_fmt: QFormat | None = None, fold_ranges=None):
         w_banks = np.asarray(w_banks, dtype=np.int64)
         b_banks = np.asarray(b_banks, dtype=np.int64)
         if w_banks.ndim != 3:
             raise ValueError(f"w_banks must have shape (pe, rows*folds, simd), got {w_banks.shape}")
         self.pe, depth, self.simd = w_banks.shape
-        if b_banks.shape[0] != self.pe or depth % b_banks.shape[1]:
+        if b_banks.ndim != 2 or b_banks.shape[0] != self.pe or (fold_ranges is None and depth % b_banks.shape[1]):
             raise ValueError(f"b_banks shape {b_banks.shape} does not match w_banks {w_banks.shape}")
         self.rows = b_banks.shape[1]
-        self.folds = depth // self.rows
+        if fold_ranges is None:
+            self.folds = depth // self.rows
+            self.fold_ranges = ((0, self.folds),)
+        else:
+            self.fold_ranges = _check_ranges(fold_ranges, max(b for _, b in fold_ranges), self.rows)
+            self.folds = max(b for _, b in self.fold_ranges)
+            beats = self.rows // len(self.fold_ranges) * sum(b - a for a, b in self.fold_ranges)
+            if beats != depth:
+                raise ValueError(f"w_banks has {depth} words per PE, but the fold ranges {self.fold_ranges} "
+                                 f"over {self.rows} rows need {beats}")
+        self.depth = depth
         if not weight_fmt.contains(w_banks).all():
             raise ValueError(f"weight codes outside {weight_fmt}")
         bias_fmt = acc_fmt if bias_fmt is None else bias_fmt
@@ -117,32 +187,22 @@ class MatrixVectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pe, simd, rows, folds = self.pe, self.simd, self.rows, self.folds
+        pe, simd, rows, depth = self.pe, self.simd, self.rows, self.depth
         wlayout = data.ArrayLayout(signed(self.weight_fmt.width), simd)
 
-        # Beat counters: fold k within row r, and the weight word address r * folds + k
-        # (a counter of its own, not a multiplier).
-        k = Signal(range(folds))
-        r = Signal(range(rows))
-        addr = Signal(range(rows * folds))
+        # Beat counters: chunk k of row r, and the weight word address (a counter of its own).
         valid = self.i_stream.valid
+        k, g, r, first, last = fold_counter(m, self.fold_ranges, rows, valid)
+        addr = Signal(range(depth))
         with m.If(valid):
-            m.d.sync += addr.eq(Mux(addr == rows * folds - 1, 0, addr + 1))
-            with m.If(k == folds - 1):
-                m.d.sync += k.eq(0)
-                with m.If(r == rows - 1):
-                    m.d.sync += r.eq(0)
-                with m.Else():
-                    m.d.sync += r.eq(r + 1)
-            with m.Else():
-                m.d.sync += k.eq(k + 1)
+            m.d.sync += addr.eq(Mux(addr == depth - 1, 0, addr + 1))
 
         # Flags travel with the data: (valid, first fold, last fold, row) per stage.
         n_stages = 3 + adder_tree_stages(simd)     # stage index of the adder tree output
         flag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(rows)})
         stage = [Signal(flag, name=f"flag{i}") for i in range(n_stages + 1)]
-        m.d.comb += [stage[0].valid.eq(valid), stage[0].first.eq(k == 0),
-                     stage[0].last.eq(k == folds - 1), stage[0].row.eq(r)]
+        m.d.comb += [stage[0].valid.eq(valid), stage[0].first.eq(first),
+                     stage[0].last.eq(last), stage[0].row.eq(r)]
         for i in range(n_stages):
             m.d.sync += stage[i + 1].eq(stage[i])
 
@@ -154,7 +214,7 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += x2.eq(x1)
         sums = []
         for p in range(pe):
-            mem = memory.Memory(shape=wlayout, depth=rows * folds,
+            mem = memory.Memory(shape=wlayout, depth=depth,
                                 init=[[int(v) for v in word] for word in self.w_banks[p]])
             m.submodules[f"weights{p}"] = mem
             rd = mem.read_port()
@@ -167,15 +227,15 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += prod.eq(w2[s] * x2[s])
                 level.append(prod)
             # Adder tree: register after every LEVELS_PER_STAGE levels.
-            depth = 0
+            tree_level = 0
             while len(level) > 1:
                 nxt = [level[i] + level[i + 1] if i + 1 < len(level) else level[i]
                        for i in range(0, len(level), 2)]
-                depth += 1
-                if depth % LEVELS_PER_STAGE == 0 or len(nxt) == 1:
+                tree_level += 1
+                if tree_level % LEVELS_PER_STAGE == 0 or len(nxt) == 1:
                     regs = []
                     for i, v in enumerate(nxt):
-                        reg = Signal(signed(len(v)), name=f"tree{p}_{depth}_{i}")
+                        reg = Signal(signed(len(v)), name=f"tree{p}_{tree_level}_{i}")
                         m.d.sync += reg.eq(v)
                         regs.append(reg)
                     nxt = regs

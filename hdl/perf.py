@@ -38,6 +38,16 @@ GATE_LATENCY = TABLE_LATENCY
 #: LSTM element-wise stage: products, cell state, tanh table (3), o*tanh product, hidden state.
 ELEMENTWISE_LATENCY = 4 + TABLE_LATENCY
 
+#: Element-wise stage of every cell. GRU: r*nh product, tanh table (3), the two products of
+#: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.
+ELEMENTWISE_LATENCIES = {"lstm": ELEMENTWISE_LATENCY, "lstm_nf": ELEMENTWISE_LATENCY,
+                         "gru": 3 + TABLE_LATENCY, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def elementwise_latency(cell: str) -> int:
+    """Latency of the element-wise stage of ``cell`` (from its last gate to ``h_t``)."""
+    return ELEMENTWISE_LATENCIES[cell]
+
 
 def adder_tree_stages(simd: int) -> int:
     """Register stages of the adder tree over ``simd`` products (``ceil(ceil(log2 simd) / 2)``)."""
@@ -55,13 +65,29 @@ def mvu_latency(simd: int) -> int:
 
 
 def mac_cycles(model: Model) -> int:
-    """Matrix-vector beats per timestep: ``rows_per_pe * folds``."""
-    return model.rows_per_pe * model.folds
+    """Matrix-vector beats per timestep of one layer: ``H / pe`` units x the beats of a unit's rows.
+
+    Every row visits the chunks of ``[x_t; h_{t-1}]`` it reads (:meth:`Model.fold_range`), so
+    this is ``rows_per_pe * folds`` when all rows read the whole vector, and less for GRU's
+    ``n`` rows, which read only x_t or only h_{t-1}.
+    """
+    return model.hidden_size // model.pe * model.beats_per_unit
+
+
+def layer_cycles(model: Model) -> int:
+    """Clock cycles per timestep of one layer (a one-layer model) in steady state."""
+    return 1 + mac_cycles(model) + mvu_latency(model.simd) + GATE_LATENCY + elementwise_latency(model.cell)
 
 
 def cycles_per_timestep(model: Model) -> int:
-    """Clock cycles per timestep in steady state (input always valid, output always ready)."""
-    return 1 + mac_cycles(model) + mvu_latency(model.simd) + GATE_LATENCY + ELEMENTWISE_LATENCY
+    """Clock cycles per timestep in steady state (input always valid, output always ready).
+
+    One layer: :func:`layer_cycles`. Stacked layers are pipeline stages that work on different
+    timesteps at once, so a stack takes the slowest layer's cycles per timestep.
+    """
+    if model.is_single_layer:
+        return layer_cycles(model)
+    return max(layer_cycles(lay) for directions in model.layers() for lay in directions)
 
 
 def multiplier_count(model: Model) -> dict[str, int]:

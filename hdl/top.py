@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from rnnaccel.golden.model import Model
 
 from ._util import checked_init
-from .lstm import LSTMLayer
+from .layer import RecurrentLayer
 
 __all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports"]
 
@@ -39,7 +39,7 @@ class Accelerator(wiring.Component):
         if not isinstance(model, Model):
             raise TypeError(f"Accelerator needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
-        self._layer = LSTMLayer(model)
+        self._layer = RecurrentLayer(model)
         super().__init__(self._layer.signature)     # the same stream ports as the layer
 
     def elaborate(self, platform):

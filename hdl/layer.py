@@ -1,0 +1,569 @@
+"""One recurrent layer in hardware: gate activation, the cells' element-wise stages, the controller.
+
+Every cell of :mod:`rnnaccel.golden.cells` runs on the same engine: a matrix-vector unit computes
+the cell's rows for one hidden unit after the other (gate-interleaved, so each PE lane sees all
+rows of its units in turn), a :class:`GateActivation` per lane applies each row's activation, and
+the cell's element-wise stage (:class:`LSTMElementwise`, :class:`GRUElementwise`,
+:class:`RNNElementwise`) turns one unit's row values into ``h_t``. :class:`RecurrentLayer` holds
+``[x_t; h_{t-1}]`` and sequences the steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rnnaccel.golden import layer as golden_layer
+from rnnaccel.golden.fixed import QFormat
+from rnnaccel.golden.model import Model
+
+from . import activation as _hdl_act
+from .activation import ActivationTable
+from .fixed import align, requantize, shape_of
+from .mvu import MatrixVectorUnit, fold_counter, pack_banks
+from .perf import GATE_LATENCY, elementwise_latency
+from ._util import checked_init
+
+__all__ = ["GateActivation", "LSTMElementwise", "GRUElementwise", "RNNElementwise", "RecurrentLayer",
+           "row_order", "vector_layout", "ACT_KINDS"]
+
+#: Row activation kinds, in the order of :class:`GateActivation`'s ``kind`` field.
+ACT_KINDS = ("gate", "cand", "relu", "linear")
+
+
+def _unit(unit, **kw):
+    make = getattr(_hdl_act, "activation_unit", None)
+    return make(unit, **kw) if make else ActivationTable(unit, **kw)
+
+
+def act_shape(model: Model, kind: str):
+    """Shape of a row value after its activation."""
+    f = model.formats
+    return {"gate": shape_of(f.sigmoid_out), "cand": shape_of(f.tanh_out), "relu": shape_of(f.data),
+            "linear": shape_of(f.cell)}[kind]
+
+
+def _signed_width(shape) -> int:
+    return shape.width + (0 if shape.signed else 1)
+
+
+class GateActivation(wiring.Component):
+    """Accumulator -> row value: the row's activation (mirrors :func:`rnnaccel.golden.layer.row_activation`).
+
+    Parameters
+    ----------
+    model : Model
+        A one-layer model; only the activation kinds its cell's rows use are built.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(StructLayout({"acc": signed(acc.width), "kind": range(4)}), always_ready=True))
+        ``kind`` indexes :data:`ACT_KINDS`: ``gate`` (gate unit, e.g. the sigmoid table), ``cand``
+        (candidate unit, e.g. tanh), ``relu`` (``max(acc, 0)`` to ``data``), ``linear`` (``acc`` to
+        ``cell``, saturating).
+    o_stream : Out(stream.Signature(signed(w), always_ready=True))
+        The value, in the kind's format; ``w`` holds all of them.
+
+    Notes
+    -----
+    Latency ``GATE_LATENCY`` = 3 cycles for every kind (the requantisation feeds the units' index
+    registers; relu and linear values are registered and delayed to match); throughput one value
+    per cycle. One table memory per table unit used.
+    """
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.latency = GATE_LATENCY
+        self.kinds = tuple(k for k in ACT_KINDS if any(r.act == k for r in model.cell_spec.rows))
+        width = max(_signed_width(act_shape(model, k)) for k in self.kinds)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.StructLayout({
+                "acc": signed(model.accumulator.width), "kind": range(len(ACT_KINDS))}), always_ready=True)),
+            "o_stream": Out(stream.Signature(signed(width), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        model, fm = self.model, self.model.formats
+        units = golden_layer.activation_units(model)
+        acc = self.i_stream.payload.acc
+        outs = {}
+        for kind in self.kinds:
+            if kind in ("gate", "cand"):
+                u = _unit(units[kind])
+                m.submodules[kind] = u
+                m.d.comb += [u.i_stream.payload.eq(requantize(acc, model.accumulator, units[kind].in_fmt,
+                                                              model.rounding, "SAT")),
+                             u.i_stream.valid.eq(self.i_stream.valid)]
+                outs[kind] = u.o_stream.payload
+            else:
+                if kind == "relu":
+                    v = requantize(Mux(acc < 0, 0, acc), model.accumulator, fm.data, model.rounding, model.overflow)
+                else:
+                    v = requantize(acc, model.accumulator, fm.cell, model.rounding, "SAT")
+                for i in range(GATE_LATENCY):
+                    reg = Signal(act_shape(model, kind), name=f"{kind}{i}")
+                    m.d.sync += reg.eq(v)
+                    v = reg
+                outs[kind] = v
+        kind_d = Signal.like(self.i_stream.payload.kind)
+        valid_d = Signal()
+        for i in range(GATE_LATENCY):
+            k_n, v_n = Signal.like(kind_d, name=f"kind_d{i}"), Signal(name=f"valid_d{i}")
+            m.d.sync += [k_n.eq(self.i_stream.payload.kind if i == 0 else kind_d),
+                         v_n.eq(self.i_stream.valid if i == 0 else valid_d)]
+            kind_d, valid_d = k_n, v_n
+        value = outs[self.kinds[0]]
+        for kind in self.kinds[1:]:
+            value = Mux(kind_d == ACT_KINDS.index(kind), outs[kind], value)
+        m.d.comb += [self.o_stream.payload.eq(value), self.o_stream.valid.eq(valid_d)]
+        return m
+
+
+class _Elementwise(wiring.Component):
+    """Common ports: ``i_stream`` (one unit's row values + ``unit``), ``o_stream`` (``h``, ``unit``),
+    and for cells with a state chain ``load`` / ``load_data`` (parallel load of the chain)."""
+
+    state_fmt_name: str | None = None
+
+    def __init__(self, model: Model, units: int, fields: dict):
+        self.model = model
+        self.units = units
+        self.latency = elementwise_latency(model.cell)
+        fm = model.formats
+        sig = {"i_stream": In(stream.Signature(data.StructLayout(fields | {"unit": range(units)}),
+                                               always_ready=True)),
+               "o_stream": Out(stream.Signature(data.StructLayout({
+                   "h": shape_of(fm.data), "unit": range(units)}), always_ready=True))}
+        if self.state_fmt_name:
+            sig |= {"load": In(1),
+                    "load_data": In(data.ArrayLayout(shape_of(getattr(fm, self.state_fmt_name)), units))}
+        super().__init__(sig)
+
+    def _chain(self, m, name):
+        """A rotating register chain of the lane's states: the current unit's is always ``chain[0]``."""
+        fmt = getattr(self.model.formats, self.state_fmt_name)
+        chain = [Signal(shape_of(fmt), name=f"{name}{u}") for u in range(self.units)]
+        return chain
+
+
+class LSTMElementwise(_Elementwise):
+    """Element-wise LSTM stage of one PE lane, holding the cell states of its hidden units.
+
+    Units must arrive in order ``0, 1, .., units-1`` (every timestep visits each unit once, as the
+    matrix-vector unit produces them), at most one every 2 cycles: the cell states rotate
+    through a register chain, so the current unit's state is always at its head.
+
+    ``c = requantize(f*c_prev + i*g, cell)`` (``c_prev + i*g`` without a forget gate),
+    ``h = requantize(o * tanh(c), data)``; mirrors :func:`rnnaccel.golden.layer.lstm_elementwise`.
+
+    Parameters
+    ----------
+    model : Model
+        A one-layer ``lstm`` or ``lstm_nf`` model.
+    units : int
+        Hidden units of this lane (cell-state registers).
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(StructLayout({"i", ["f",] "g", "o", "unit"}), always_ready=True))
+    o_stream : Out(stream.Signature(StructLayout({"h", "unit"}), always_ready=True))
+    load, load_data : In(1), In(ArrayLayout(cell, units))
+        Loads every cell state at once (the start of a sequence: zeros or ``c0``).
+
+    Notes
+    -----
+    Latency 7 cycles: products, cell state, candidate unit (3), o*phi(c) product, hidden state.
+    Throughput one unit per cycle. Three multipliers (two without a forget gate), one candidate unit.
+    """
+
+    state_fmt_name = "cell"
+
+    def __init__(self, model: Model, units: int):
+        f = model.formats
+        self.forget = model.cell == "lstm"
+        fields = {"i": shape_of(f.sigmoid_out)} | ({"f": shape_of(f.sigmoid_out)} if self.forget else {}) \
+            | {"g": shape_of(f.tanh_out), "o": shape_of(f.sigmoid_out)}
+        super().__init__(model, units, fields)
+
+    def elaborate(self, platform):
+        m = Module()
+        model, fm = self.model, self.model.formats
+        p = self.i_stream.payload
+        cells = self._chain(m, "c")
+        sf = fm.sigmoid_out.frac
+        fc_frac = sf + fm.cell.frac if self.forget else fm.cell.frac
+        ig_frac = sf + fm.tanh_out.frac
+        frac = max(fc_frac, ig_frac)
+
+        # Stage 1: products.
+        fc = Signal(signed(fm.sigmoid_out.width + fm.cell.width + 1) if self.forget else shape_of(fm.cell))
+        ig = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))
+        o1, unit1, v1 = Signal.like(p.o), Signal.like(p.unit), Signal()
+        m.d.sync += [fc.eq(p.f * cells[0] if self.forget else cells[0]), ig.eq(p.i * p.g), o1.eq(p.o),
+                     unit1.eq(p.unit), v1.eq(self.i_stream.valid)]
+
+        # Stage 2: cell state (one rounding of the exact sum), written back at the chain's tail.
+        c2, o2, unit2, v2 = Signal(shape_of(fm.cell)), Signal.like(o1), Signal.like(unit1), Signal()
+        c_new = requantize(align(fc, fc_frac, frac) + align(ig, ig_frac, frac), QFormat(63, frac), fm.cell,
+                           model.rounding, model.overflow)
+        m.d.sync += [c2.eq(c_new), o2.eq(o1), unit2.eq(unit1), v2.eq(v1)]
+        with m.If(self.load):
+            m.d.sync += [cells[u].eq(self.load_data[u]) for u in range(self.units)]
+        with m.Elif(v1):
+            m.d.sync += [cells[u].eq(cells[u + 1]) for u in range(self.units - 1)]
+            m.d.sync += cells[-1].eq(c_new)
+
+        # Stages 3 .. 2 + unit latency: |phi(c)|; o and unit wait beside it. The unit's sign goes
+        # onto o instead: o * (-|t|) = (-o) * |t| exactly, and c < 0 exactly when the index is
+        # negative or zero (where |t| = phi(0) = 0), so o takes the sign of c on entry and the
+        # multiplier sees two registers.
+        cand = golden_layer.activation_units(model)["cand"]
+        m.submodules.cand = tanh = _unit(cand, apply_symmetry=False)
+        m.d.comb += [tanh.i_stream.payload.eq(requantize(c2, fm.cell, cand.in_fmt, model.rounding, "SAT")),
+                     tanh.i_stream.valid.eq(v2)]
+        o_signed = Signal(signed(fm.sigmoid_out.width + 1), name="o_signed")
+        m.d.sync += o_signed.eq(Mux(c2 < 0, -o2, o2))
+        o4, unit4 = o_signed, unit2
+        for i in range(tanh.latency):
+            unit_n = Signal.like(unit2, name=f"unit_t{i}")
+            m.d.sync += unit_n.eq(unit4)
+            unit4 = unit_n
+            if i > 0:
+                o_n = Signal.like(o_signed, name=f"o_t{i}")
+                m.d.sync += o_n.eq(o4)
+                o4 = o_n
+
+        # Stage 5: o * phi(c).  Stage 6: hidden state.
+        ot = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))
+        unit5, v5 = Signal.like(unit2), Signal()
+        m.d.sync += [ot.eq(o4 * tanh.o_stream.payload), unit5.eq(unit4), v5.eq(tanh.o_stream.valid)]
+        out = self.o_stream.payload
+        m.d.sync += [out.h.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding, model.overflow)),
+                     out.unit.eq(unit5), self.o_stream.valid.eq(v5)]
+        return m
+
+
+class GRUElementwise(_Elementwise):
+    """Element-wise GRU stage of one PE lane (reset after the recurrent product, as ``torch.nn.GRU``).
+
+    ``n = phi(requantize(nx + r*nh, tanh_in, SAT))``, ``h = requantize((1-z)*n + z*h_prev, data)``;
+    mirrors :func:`rnnaccel.golden.layer.gru_elementwise`. ``h_prev`` of the lane's units sits in a
+    register chain that is loaded at the start of every step and rotates with the units (which
+    must arrive in order ``0 .. units-1``).
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(StructLayout({"r", "z", "nx", "nh", "unit"}), always_ready=True))
+    o_stream : Out(stream.Signature(StructLayout({"h", "unit"}), always_ready=True))
+    load, load_data : In(1), In(ArrayLayout(data, units))
+        Loads ``h_{t-1}`` of the lane's units (every step).
+
+    Notes
+    -----
+    Latency 6 cycles: r*nh product, candidate unit (3), the products (1-z)*n and z*h_prev, hidden
+    state. Throughput one unit per cycle. Three multipliers, one candidate unit.
+    """
+
+    state_fmt_name = "data"
+
+    def __init__(self, model: Model, units: int):
+        f = model.formats
+        super().__init__(model, units, {"r": shape_of(f.sigmoid_out), "z": shape_of(f.sigmoid_out),
+                                        "nx": shape_of(f.cell), "nh": shape_of(f.cell)})
+
+    def elaborate(self, platform):
+        m = Module()
+        model, fm = self.model, self.model.formats
+        p = self.i_stream.payload
+        chain = self._chain(m, "h_prev")
+        sf = fm.sigmoid_out.frac
+        with m.If(self.load):
+            m.d.sync += [chain[u].eq(self.load_data[u]) for u in range(self.units)]
+        with m.Elif(self.i_stream.valid):
+            m.d.sync += [chain[u].eq(chain[(u + 1) % self.units]) for u in range(self.units)]
+
+        # Stage 1: r * nh.
+        rn = Signal(signed(fm.sigmoid_out.width + fm.cell.width + 1))
+        nx1, z1, hp1, unit1, v1 = (Signal.like(p.nx), Signal.like(p.z), Signal.like(chain[0]),
+                                   Signal.like(p.unit), Signal())
+        m.d.sync += [rn.eq(p.r * p.nh), nx1.eq(p.nx), z1.eq(p.z), hp1.eq(chain[0]), unit1.eq(p.unit),
+                     v1.eq(self.i_stream.valid)]
+
+        # Stages 2 .. 1 + unit latency: n = phi(nx + r*nh); 1 - z, z, h_prev and unit wait beside it.
+        cand = golden_layer.activation_units(model)["cand"]
+        m.submodules.cand = phi = _unit(cand)
+        pre_frac = sf + fm.cell.frac
+        m.d.comb += [phi.i_stream.payload.eq(requantize(align(nx1, fm.cell.frac, pre_frac) + rn,
+                                                        QFormat(63, pre_frac), cand.in_fmt, model.rounding, "SAT")),
+                     phi.i_stream.valid.eq(v1)]
+        one = 1 << sf
+        omz = Signal(signed(fm.sigmoid_out.width + 2), name="omz")
+        m.d.sync += omz.eq(one - z1)
+        omz_d, z_d, hp_d, unit_d = omz, z1, hp1, unit1
+        for i in range(phi.latency):
+            z_n, hp_n, unit_n = (Signal.like(z1, name=f"z_t{i}"), Signal.like(hp1, name=f"hp_t{i}"),
+                                 Signal.like(unit1, name=f"unit_t{i}"))
+            m.d.sync += [z_n.eq(z_d), hp_n.eq(hp_d), unit_n.eq(unit_d)]
+            z_d, hp_d, unit_d = z_n, hp_n, unit_n
+            if i > 0:
+                omz_n = Signal.like(omz, name=f"omz_t{i}")
+                m.d.sync += omz_n.eq(omz_d)
+                omz_d = omz_n
+
+        # Products, then the hidden state.
+        a_frac, b_frac = sf + fm.tanh_out.frac, sf + fm.data.frac
+        frac = max(a_frac, b_frac)
+        a = Signal(signed(fm.sigmoid_out.width + 2 + fm.tanh_out.width))
+        b = Signal(signed(fm.sigmoid_out.width + 1 + fm.data.width))
+        unit5, v5 = Signal.like(unit1), Signal()
+        m.d.sync += [a.eq(omz_d * phi.o_stream.payload), b.eq(z_d * hp_d), unit5.eq(unit_d),
+                     v5.eq(phi.o_stream.valid)]
+        out = self.o_stream.payload
+        m.d.sync += [out.h.eq(requantize(align(a, a_frac, frac) + align(b, b_frac, frac), QFormat(63, frac),
+                                         fm.data, model.rounding, model.overflow)),
+                     out.unit.eq(unit5), self.o_stream.valid.eq(v5)]
+        return m
+
+
+class RNNElementwise(_Elementwise):
+    """Elman RNN output stage of one PE lane: the candidate value (``tanh_out``) requantised to
+    ``data``, or the relu row's value (already ``data``) registered.
+
+    Mirrors :func:`rnnaccel.golden.layer.rnn_elementwise`. Latency 1 cycle, throughput one unit per
+    cycle, no multipliers.
+    """
+
+    def __init__(self, model: Model, units: int):
+        kind = "relu" if model.cell == "rnn_relu" else "cand"
+        self.kind = kind
+        super().__init__(model, units, {"h": act_shape(model, kind)})
+
+    def elaborate(self, platform):
+        m = Module()
+        model, fm = self.model, self.model.formats
+        p = self.i_stream.payload
+        h = p.h if self.kind == "relu" else requantize(p.h, fm.tanh_out, fm.data, model.rounding, model.overflow)
+        m.d.sync += [self.o_stream.payload.h.eq(h), self.o_stream.payload.unit.eq(p.unit),
+                     self.o_stream.valid.eq(self.i_stream.valid)]
+        return m
+
+
+_ELEMENTWISE = {"lstm": LSTMElementwise, "lstm_nf": LSTMElementwise, "gru": GRUElementwise,
+                "rnn_tanh": RNNElementwise, "rnn_relu": RNNElementwise}
+
+
+def row_order(model: Model) -> np.ndarray:
+    """``order[p, r]``: the row of the golden row-block matrix that PE ``p`` computes as local row ``r``.
+
+    Rows are unit-interleaved: local row ``r = P*u + g`` is row ``g`` of the cell (``P`` rows per
+    unit) of local unit ``u``, i.e. hidden unit ``j = u * pe + p``, matrix row ``g * H + j``.
+    """
+    H, pe = model.hidden_size, model.pe
+    ng = len(model.gates)
+    order = np.zeros((pe, model.rows_per_pe), dtype=np.int64)
+    for p in range(pe):
+        for u in range(H // pe):
+            for g in range(ng):
+                order[p, ng * u + g] = g * H + u * pe + p
+    return order
+
+
+def vector_layout(width: int, n: int) -> data.StructLayout:
+    """Stream payload of a layer: ``n`` codes of ``width`` bits plus ``last``."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(width), n), "last": 1})
+
+
+def input_layout(model: Model, initial_state: bool = False) -> data.StructLayout:
+    """Input payload of a layer: ``x_t`` and ``last``, plus ``h0`` (and ``c0``) with ``initial_state``."""
+    fields = {"data": data.ArrayLayout(signed(model.formats.data.width), model.input_size), "last": 1}
+    if initial_state:
+        fields["h0"] = data.ArrayLayout(shape_of(model.formats.data), model.hidden_size)
+        if model.cell_spec.has_cell_state:
+            fields["c0"] = data.ArrayLayout(shape_of(model.formats.cell), model.hidden_size)
+    return data.StructLayout(fields)
+
+
+class RecurrentLayer(wiring.Component):
+    """One recurrent layer (any cell of :mod:`rnnaccel.golden.cells`) behind valid/ready streams.
+
+    Parameters
+    ----------
+    model : Model
+        A one-layer model (:meth:`~rnnaccel.golden.model.Model.layer`).
+    initial_state : bool
+        Take ``h0`` (and ``c0`` for LSTMs) from the input payload on the first step of every
+        sequence (ignored on the other steps); otherwise every sequence starts from zero.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(input_layout(model, initial_state)))
+        One beat per timestep; ``last`` marks the final step of a sequence: after it the state
+        returns to zero (or the next ``h0``/``c0``) for the next sequence.
+    o_stream : Out(stream.Signature(vector_layout(data.width, H)))
+        ``h_t`` for every step, ``last`` copied from the input.
+
+    Notes
+    -----
+    One timestep takes :func:`~rnnaccel.hdl.perf.layer_cycles` cycles when the input is always
+    valid and the output always ready: the cycle that accepts ``x_t`` (the same cycle that hands
+    ``h_{t-1}`` to the output register), the matrix-vector beats, and the pipeline drain
+    (matrix-vector unit, gate activation, element-wise stage). The output is a one-deep register:
+    the layer computes step t+1 while h_t waits, and stalls only if h_t has not been taken when
+    h_{t+1} is ready. ``x_t`` and ``h_{t-1}`` live in registers (the vector ``[x_t; h_{t-1}]``);
+    ``h_t`` is collected in a second register bank.
+    """
+
+    @checked_init
+    def __init__(self, model: Model, *, initial_state: bool = False):
+        if not isinstance(model, Model):
+            raise TypeError(f"RecurrentLayer needs a rnnaccel Model, got {type(model).__name__}")
+        if not model.is_single_layer:
+            raise ValueError(f"RecurrentLayer builds one layer; take model.layer(k) of this "
+                             f"{model.num_layers}-layer model")
+        self.model = model
+        self.initial_state = bool(initial_state)
+        super().__init__({
+            "i_stream": In(stream.Signature(input_layout(model, self.initial_state))),
+            "o_stream": Out(stream.Signature(vector_layout(model.formats.data.width, model.hidden_size))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        model, fm = self.model, self.model.formats
+        X, H, pe, simd = model.input_size, model.hidden_size, model.pe, model.simd
+        R, F, U = model.rows_per_pe, model.folds, H // pe
+        rows = model.cell_spec.rows
+        ng = len(rows)
+        ranges = model.fold_ranges
+
+        params = golden_layer.quantized_parameters(model)
+        w_banks, b_banks = pack_banks(params.weights, params.bias, pe, simd, row_order(model), ranges)
+        m.submodules.mvu = mvu = MatrixVectorUnit(w_banks, b_banks, data_fmt=fm.data, weight_fmt=fm.weight,
+                                                  acc_fmt=model.accumulator, bias_fmt=model.bias,
+                                                  fold_ranges=ranges)
+
+        dshape = shape_of(fm.data)
+        x_reg = [Signal(dshape, name=f"x{i}") for i in range(X)]
+        h_prev = [Signal(dshape, name=f"h_prev{j}") for j in range(H)]
+        h_next = [Signal(dshape, name=f"h_next{j}") for j in range(H)]
+        first = Signal(init=1)       # the next step to start is the first of a sequence
+        cur_last = Signal()          # the current step is the last of a sequence
+
+        # Matrix-vector beats: chunk k of [x; h_prev] for every local row.
+        vec = x_reg + h_prev + [Const(0, dshape)] * (F * simd - X - H)
+        mac = Signal()
+        k, _, r, _, row_last = fold_counter(m, ranges, R, mac, prefix="ctl_")
+        for s in range(simd):
+            lane = [vec[kk * simd + s] for kk in range(F)]
+            m.d.comb += mvu.i_stream.payload[s].eq(Array(lane)[k] if F > 1 else lane[0])
+        m.d.comb += mvu.i_stream.valid.eq(mac)
+
+        # Per-PE lanes: row activation, row collection, element-wise stage.
+        gate_rows = [Signal(range(R), name=f"gate_row{i}") for i in range(GATE_LATENCY)]
+        m.d.sync += gate_rows[0].eq(mvu.o_stream.payload.row)
+        for i in range(1, GATE_LATENCY):
+            m.d.sync += gate_rows[i].eq(gate_rows[i - 1])
+        gate = gate_rows[-1] % ng if ng > 1 else Const(0)
+        unit = gate_rows[-1] // ng if ng > 1 else gate_rows[-1]
+        kinds = [ACT_KINDS.index(row.act) for row in rows]
+        out_row = mvu.o_stream.payload.row
+        kind_now = Array(Const(v, range(len(ACT_KINDS))) for v in kinds)[out_row % ng] if ng > 1 else kinds[0]
+
+        state_load = Signal()
+        state_values = []            # per lane: the values the element-wise chain loads
+        ew_units = []
+        Elementwise = _ELEMENTWISE[model.cell]
+        for p in range(pe):
+            act = GateActivation(model)
+            ew = Elementwise(model, U)
+            m.submodules[f"gate{p}"] = act
+            m.submodules[f"elementwise{p}"] = ew
+            m.d.comb += [act.i_stream.valid.eq(mvu.o_stream.valid),
+                         act.i_stream.payload.acc.eq(mvu.o_stream.payload.acc[p]),
+                         act.i_stream.payload.kind.eq(kind_now)]
+            value = act.o_stream.payload
+            held = {}
+            for gi, row in enumerate(rows[:-1]):
+                held[row.name] = Signal(ew.i_stream.payload[row.name].shape(), name=f"{row.name}_held{p}")
+                with m.If(act.o_stream.valid & (gate == gi)):
+                    m.d.sync += held[row.name].eq(value)
+            m.d.comb += [ew.i_stream.valid.eq(act.o_stream.valid & (gate == ng - 1)),
+                         ew.i_stream.payload.unit.eq(unit)]
+            for row in rows[:-1]:
+                m.d.comb += ew.i_stream.payload[row.name].eq(held[row.name])
+            m.d.comb += ew.i_stream.payload[rows[-1].name].eq(value)
+            if Elementwise.state_fmt_name:
+                load_data = Signal.like(ew.load_data, name=f"load_data{p}")
+                m.d.comb += [ew.load.eq(state_load), ew.load_data.eq(load_data)]
+                state_values.append(load_data)
+            out = ew.o_stream
+            for u in range(U):
+                with m.If(out.valid & (out.payload.unit == u)):
+                    m.d.sync += h_next[u * pe + p].eq(out.payload.h)
+            ew_units.append(out)
+
+        def lane_values(vector):
+            return [[vector[u * pe + p] for u in range(U)] for p in range(pe)]
+
+        # Output register.
+        o_valid = Signal()
+        slot_free = ~o_valid | self.o_stream.ready
+        m.d.comb += self.o_stream.valid.eq(o_valid)
+        with m.If(self.o_stream.ready):
+            m.d.sync += o_valid.eq(0)
+
+        done_units = Signal(range(U + 1))
+        with m.If(ew_units[0].valid):
+            m.d.sync += done_units.eq(done_units + 1)
+
+        payload = self.i_stream.payload
+        zeros_h = [Const(0, dshape)] * H
+
+        def accept(starts_sequence):
+            """Take x_t; ``starts_sequence``: the step it starts is the first of a sequence."""
+            m.d.comb += self.i_stream.ready.eq(1)
+            with m.If(self.i_stream.valid):
+                m.d.sync += [xr.eq(payload.data[i]) for i, xr in enumerate(x_reg)]
+                m.d.sync += cur_last.eq(payload.last)
+                m.next = "MAC"
+                h0 = [payload.h0[j] for j in range(H)] if self.initial_state else zeros_h
+                with m.If(starts_sequence):
+                    m.d.sync += [h_prev[j].eq(h0[j]) for j in range(H)]
+                    if model.cell_spec.has_cell_state:
+                        c0 = ([payload.c0[j] for j in range(H)] if self.initial_state
+                              else [Const(0, shape_of(fm.cell))] * H)
+                        m.d.comb += state_load.eq(1)
+                        for p, vals in enumerate(lane_values(c0)):
+                            m.d.comb += [state_values[p][u].eq(v) for u, v in enumerate(vals)]
+                    elif model.cell == "gru":
+                        m.d.comb += state_load.eq(1)
+                        for p, vals in enumerate(lane_values(h0)):
+                            m.d.comb += [state_values[p][u].eq(v) for u, v in enumerate(vals)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                accept(first)
+            with m.State("MAC"):
+                m.d.comb += mac.eq(1)
+                with m.If(row_last & (r == R - 1)):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(ew_units[0].valid & (done_units == U - 1)):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                with m.If(slot_free):
+                    m.d.sync += [o_valid.eq(1), self.o_stream.payload.last.eq(cur_last), done_units.eq(0),
+                                 first.eq(cur_last)]
+                    m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(H)]
+                    m.d.sync += [h_prev[j].eq(h_next[j]) for j in range(H)]
+                    if model.cell == "gru":
+                        # The GRU's element-wise chain holds h_{t-1} of every step.
+                        m.d.comb += state_load.eq(1)
+                        for p, vals in enumerate(lane_values(h_next)):
+                            m.d.comb += [state_values[p][u].eq(v) for u, v in enumerate(vals)]
+                    m.next = "IDLE"
+                    accept(cur_last)
+        return m
