@@ -1,4 +1,10 @@
-"""Activation table unit (sigmoid / tanh), initialised from :func:`rnnaccel.golden.activation.make_table`."""
+"""Activation units: tables (sigmoid, tanh, softsign) and piecewise-linear units (hard_sigmoid, hard_tanh).
+
+:func:`activation_unit` makes the hardware of a golden unit from
+:func:`rnnaccel.golden.activation.make_activation`: an :class:`ActivationTable` (memory initialised
+from :func:`~rnnaccel.golden.activation.make_table`) or a :class:`PiecewiseLinearUnit`. Both have the
+same ports and the same latency (``TABLE_LATENCY``), so either fits the same pipeline slot.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,13 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rnnaccel.golden.activation import Table
+from rnnaccel.golden.activation import FUNCTIONS, TANH_LIKE, PiecewiseLinear, Table
 
 from .fixed import shape_of
 from .perf import TABLE_LATENCY
 from ._util import checked_init
 
-__all__ = ["ActivationTable"]
+__all__ = ["ActivationTable", "PiecewiseLinearUnit", "activation_unit"]
 
 
 class ActivationTable(wiring.Component):
@@ -23,8 +29,9 @@ class ActivationTable(wiring.Component):
     table : Table
         Contents (the memory's ``init``), index and output formats.
     apply_symmetry : bool
-        If false (tanh only), the output is the magnitude ``|tanh|`` and the consumer applies the
-        sign of the index, e.g. to the other factor of a product (one negation fewer in its path).
+        If false (odd functions only: tanh, softsign), the output is the magnitude ``|f|`` and the
+        consumer applies the sign of the index (negative exactly when the index is negative), e.g.
+        to the other factor of a product (one negation fewer in its path).
 
     Attributes
     ----------
@@ -36,6 +43,8 @@ class ActivationTable(wiring.Component):
 
     Notes
     -----
+    ``unit`` (and ``table``) is the golden :class:`~rnnaccel.golden.activation.Table`.
+
     Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, data register;
     the symmetry, one subtraction or negation and a multiplexer, follows the data register
     combinationally, so the block RAM output path has no logic);
@@ -46,10 +55,12 @@ class ActivationTable(wiring.Component):
     def __init__(self, table: Table, *, apply_symmetry: bool = True):
         if not isinstance(table, Table):
             raise TypeError(f"ActivationTable needs a golden Table, got {table!r}")
-        if not apply_symmetry and table.function != "tanh":
-            raise ValueError(f"only an odd function's table (tanh) can leave the sign to the consumer, "
+        if not apply_symmetry and not table.odd:
+            odd_tables = ", ".join(f for f in FUNCTIONS if f in TANH_LIKE)
+            raise ValueError(f"only an odd function's table ({odd_tables}) can leave the sign to the consumer, "
                              f"not {table.function!r}")
         self.table = table
+        self.unit = table
         self.apply_symmetry = apply_symmetry
         self.latency = TABLE_LATENCY
         super().__init__({
@@ -86,3 +97,115 @@ class ActivationTable(wiring.Component):
             value = Mux(neg_o, -data, data)
         m.d.comb += self.o_stream.payload.eq(value)
         return m
+
+
+class PiecewiseLinearUnit(wiring.Component):
+    """Piecewise-linear activation (hard_sigmoid, hard_tanh) without memory; mirrors
+    :meth:`rnnaccel.golden.activation.PiecewiseLinear.evaluate` (see
+    :class:`~rnnaccel.golden.activation.PiecewiseLinear` for the definition).
+
+    A drop-in replacement of :class:`ActivationTable`: the same ports and the same latency.
+
+    Parameters
+    ----------
+    unit : PiecewiseLinear
+        Function, formats and slope constant.
+    apply_symmetry : bool
+        If false (odd functions only: hard_tanh), the output is the magnitude ``|f|`` and the
+        consumer applies the sign of the index (negative exactly when the index is negative).
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(signed(in_fmt.width), always_ready=True))
+        Index codes (the pre-activation requantised to ``unit.in_fmt``, combinationally: the unit
+        registers its input).
+    o_stream : Out(stream.Signature(shape_of(out_fmt), always_ready=True))
+        Activated codes, straight from a register.
+    unit, table : PiecewiseLinear
+        The golden description (``table`` is an alias, for code written against
+        :class:`ActivationTable`).
+
+    Notes
+    -----
+    Latency ``TABLE_LATENCY`` = 3 cycles, throughput one value per cycle:
+
+    1. index register (also the multiplier's input register);
+    2. product register: ``index * mul`` (hard_sigmoid: one constant multiplier of
+       ``unit.mul.bit_length()`` bits, both sides registered) or, for hard_tanh, the clipped
+       magnitude of the index (no multiplier);
+    3. output register: product plus one constant (``offset`` and the rounding half), shift,
+       clamp to ``[lo, hi]``, and the sign for odd functions with ``apply_symmetry``.
+
+    No memory.
+    """
+
+    @checked_init
+    def __init__(self, unit: PiecewiseLinear, *, apply_symmetry: bool = True):
+        if not isinstance(unit, PiecewiseLinear):
+            raise TypeError(f"PiecewiseLinearUnit needs a golden PiecewiseLinear, got {unit!r}")
+        if not apply_symmetry and not unit.odd:
+            raise ValueError(f"only an odd function (hard_tanh) can leave the sign to the consumer, "
+                             f"not {unit.function!r}")
+        self.unit = self.table = unit
+        self.apply_symmetry = apply_symmetry
+        self.latency = TABLE_LATENCY
+        super().__init__({
+            "i_stream": In(stream.Signature(signed(unit.in_fmt.width), always_ready=True)),
+            "o_stream": Out(stream.Signature(shape_of(unit.out_fmt), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        u = self.unit
+        # Stage 1: index register (the multiplier's input register).
+        idx = Signal.like(self.i_stream.payload)
+        v1 = Signal()
+        m.d.sync += [idx.eq(self.i_stream.payload), v1.eq(self.i_stream.valid)]
+        # Stage 2: product register (for odd functions: on the magnitude, clipped like a table address).
+        if u.odd:
+            mag = Mux(idx < 0, -idx, idx)
+            a = Mux(mag > u.in_fmt.max_code, u.in_fmt.max_code, mag)[:u.in_fmt.width - 1]
+        else:
+            a = idx
+        prod = Signal((a * u.mul).shape() if u.mul != 1 else a.shape(), name="prod")
+        neg2, v2 = Signal(), Signal()
+        m.d.sync += [prod.eq(a * u.mul if u.mul != 1 else a), neg2.eq(idx < 0), v2.eq(v1)]
+        # Stage 3: one constant, shift, clamp, sign -> output register. RND of the golden model is
+        # (v + half) >> shift, and the half is folded into the offset constant (one adder).
+        if u.shift > 0:
+            r = (prod + (u.offset + (1 << (u.shift - 1)))) >> u.shift
+        else:
+            r = (prod + u.offset) << -u.shift
+        g = Mux(r > u.hi, u.hi, Mux(r < u.lo, u.lo, r))
+        if u.odd and self.apply_symmetry:
+            g = Mux(neg2, -g, g)
+        m.d.sync += [self.o_stream.payload.eq(g), self.o_stream.valid.eq(v2)]
+        return m
+
+
+def activation_unit(unit: "Table | PiecewiseLinear", *, apply_symmetry: bool = True
+                    ) -> "ActivationTable | PiecewiseLinearUnit":
+    """The hardware of a golden activation unit (from :func:`rnnaccel.golden.activation.make_activation`).
+
+    Parameters
+    ----------
+    unit : Table or PiecewiseLinear
+    apply_symmetry : bool
+        False leaves the sign to the consumer (odd functions only: tanh, softsign, hard_tanh).
+
+    Returns
+    -------
+    ActivationTable or PiecewiseLinearUnit
+        Same ports, same latency ``TABLE_LATENCY``.
+
+    Raises
+    ------
+    TypeError
+        If ``unit`` is neither.
+    """
+    if isinstance(unit, Table):
+        return ActivationTable(unit, apply_symmetry=apply_symmetry)
+    if isinstance(unit, PiecewiseLinear):
+        return PiecewiseLinearUnit(unit, apply_symmetry=apply_symmetry)
+    raise TypeError(f"activation_unit needs a golden Table or PiecewiseLinear "
+                    f"(rnnaccel.golden.activation.make_activation), got {unit!r}")

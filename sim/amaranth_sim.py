@@ -32,12 +32,15 @@ class LayerRun:
 
 
 def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
-                   vcd: str | None = None, max_cycles: int | None = None) -> LayerRun:
+                   vcd: str | None = None, max_cycles: int | None = None, extra=None,
+                   out_counts=None) -> LayerRun:
     """Send integer sequences through a component with vector ``i_stream`` / ``o_stream`` ports.
 
     Every sequence is sent back to back, ``last`` on its final step. The producer and consumer
     are separate testbenches; ``idle`` and ``backpressure`` are the probabilities of a pause cycle
-    before each input beat / before each output beat is accepted.
+    before each input beat / before each output beat is accepted. ``extra``, if given, holds per
+    sequence a dict of further payload fields (e.g. ``h0``) sent with every beat of it;
+    ``out_counts`` the number of output beats per sequence (default: one per input beat).
     """
     sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
     result = LayerRun()
@@ -54,16 +57,17 @@ def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0
 
     async def producer(ctx):
         pauses = Pauses(idle, seed)
-        for seq in sequences:
+        for i, seq in enumerate(sequences):
+            fields = {} if extra is None else {k: _plain(v) for k, v in extra[i].items()}
             for t, x in enumerate(seq):
-                await stream_put(ctx, dut.i_stream, {"data": [int(v) for v in x], "last": int(t == len(seq) - 1)},
-                                 pauses)
+                await stream_put(ctx, dut.i_stream,
+                                 {"data": [int(v) for v in x], "last": int(t == len(seq) - 1)} | fields, pauses)
 
     async def consumer(ctx):
         pauses = Pauses(backpressure, seed + 1)
-        for seq in sequences:
+        for i, seq in enumerate(sequences):
             hs, ls = [], []
-            for _ in range(len(seq)):
+            for _ in range(len(seq) if out_counts is None else out_counts[i]):
                 payload = await stream_get(ctx, dut.o_stream, pauses)
                 cycles.append(count[0])
                 hs.append([int(v) for v in payload.data])
@@ -83,19 +87,36 @@ def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0
     return result
 
 
-def run_pipeline(dut, beats, out_fields=None) -> list:
+def _plain(v):
+    """NumPy arrays (any depth) as nested lists of Python ints, for ``ctx.set``."""
+    a = np.asarray(v)
+    return int(a) if a.ndim == 0 else [_plain(x) for x in a]
+
+
+def run_pipeline(dut, beats, out_fields=None, side=None) -> list:
     """Drive a fixed-latency block (``always_ready`` ``i_stream``/``o_stream``) one beat per cycle.
 
     ``beats`` holds payloads (anything ``ctx.set`` accepts) or None for an idle cycle; the run goes
-    on for ``dut.latency + 2`` idle cycles after the last beat. Returns the valid outputs in order:
-    ints, or tuples of the ``out_fields`` of a struct payload.
+    on for ``dut.latency + 2`` idle cycles after the last beat. ``side``, if given, holds per cycle
+    None or a dict ``{port name: value}`` for other input ports of ``dut`` (e.g. ``load``); a port
+    named anywhere in ``side`` is zero in the cycles that do not name it. Returns the valid
+    outputs in order: ints, or tuples of the ``out_fields`` of a struct payload.
     """
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     got = []
+    side = list(side or [])
+    side_ports = sorted({name for s in side if s for name in s})
 
     async def tb(ctx):
-        for beat in list(beats) + [None] * (dut.latency + 2):
+        for t, beat in enumerate(list(beats) + [None] * (dut.latency + 2)):
+            extra = side[t] if t < len(side) and side[t] else {}
+            for name in side_ports:
+                port = getattr(dut, name)
+                if name in extra:
+                    ctx.set(port, extra[name])
+                else:
+                    ctx.set(port.as_value() if hasattr(port, "as_value") else port, 0)
             ctx.set(dut.i_stream.valid, beat is not None)
             if beat is not None:
                 ctx.set(dut.i_stream.payload, beat)

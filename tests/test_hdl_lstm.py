@@ -1,14 +1,14 @@
-"""LSTM hardware blocks in Amaranth simulation, bit-exact against their golden functions."""
+"""The LSTM layer and the accelerator in Amaranth simulation, bit-exact against the golden model."""
 
 import numpy as np
 import pytest
 
 from rnnaccel.golden import lstm as golden_lstm
 from rnnaccel.golden.model import Formats, Model, random_weights
-from rnnaccel.hdl.lstm import GateActivation, LSTMElementwise, LSTMLayer
+from rnnaccel.hdl.lstm import LSTMLayer
 from rnnaccel.hdl.perf import cycles_per_timestep
 from rnnaccel.hdl.top import Accelerator
-from rnnaccel.sim.amaranth_sim import run_pipeline, run_stream_dut
+from rnnaccel.sim.amaranth_sim import run_stream_dut
 
 
 def random_model(X, H, pe=1, simd=1, *, seed=0, scale=0.5, **kw):
@@ -19,54 +19,7 @@ SMALL_FORMATS = Formats(data="s8.5", weight="s8.6", cell="s10.6", sigmoid_in="s7
                         tanh_in="s7.4", tanh_out="s8.7")
 
 
-@pytest.mark.parametrize("formats", [Formats(), SMALL_FORMATS], ids=["default16", "small8"])
-def test_gate_activation_matches_golden(formats):
-    model = random_model(3, 2, formats=formats)
-    acc_fmt = model.accumulator
-    rng = np.random.default_rng(1)
-    # Values spread over the whole accumulator range, plus the extremes and zero.
-    accs = np.concatenate([rng.integers(-(1 << (acc_fmt.frac + 4)), 1 << (acc_fmt.frac + 4), 300),
-                           [acc_fmt.min_code, acc_fmt.max_code, 0, -1, 1]])
-    tanh = rng.integers(0, 2, len(accs))
-    dut = GateActivation(model)
-    got = run_pipeline(dut, [{"acc": int(a), "tanh": int(t)} for a, t in zip(accs, tanh)])
-    expected = np.where(tanh == 1, golden_lstm.gate_activation(accs, "tanh", model),
-                        golden_lstm.gate_activation(accs, "sigmoid", model))
-    np.testing.assert_array_equal(np.array(got), expected)
-
-
-@pytest.mark.parametrize("formats,overflow", [(Formats(), "SAT"), (SMALL_FORMATS, "SAT"), (SMALL_FORMATS, "WRAP")],
-                         ids=["default16-SAT", "small8-SAT", "small8-WRAP"])
-@pytest.mark.parametrize("rounding", ["TRN", "RND", "RND_CONV"])
-def test_elementwise_matches_golden(formats, overflow, rounding):
-    units = 3
-    model = random_model(2, 3, formats=formats, rounding=rounding, overflow=overflow)
-    f = model.formats
-    rng = np.random.default_rng(2)
-    n = 120
-    gates = {k: rng.integers(0, f.sigmoid_out.max_code + 1, n) for k in "ifo"}
-    gates["g"] = rng.integers(f.tanh_out.min_code, f.tanh_out.max_code + 1, n)
-    unit = np.arange(n) % units          # units arrive in order, as the layer produces them
-    first = (rng.random(n) < 0.1).astype(int)
-    beats = []
-    for t in range(n):
-        beats.append({"i": int(gates["i"][t]), "f": int(gates["f"][t]), "g": int(gates["g"][t]),
-                      "o": int(gates["o"][t]), "unit": int(unit[t]), "first": int(first[t])})
-        # The hardware writes a cell state 2 cycles after reading it: a unit is revisited later.
-        beats += [None, None]
-    dut = LSTMElementwise(model, units)
-    got = run_pipeline(dut, beats, ("h", "c", "unit"))
-    # Golden: track the cell state per unit.
-    c_state = np.zeros(units, dtype=np.int64)
-    expected = []
-    for t in range(n):
-        u = unit[t]
-        c_prev = 0 if first[t] else c_state[u]
-        c, h = golden_lstm.lstm_elementwise(gates["i"][t], gates["f"][t], gates["g"][t], gates["o"][t],
-                                            c_prev, model)
-        c_state[u] = c
-        expected.append((int(h), int(c), int(u)))
-    np.testing.assert_array_equal(np.array(got), np.array(expected))
+# The gate activation and element-wise blocks of every cell are tested in tests/test_hdl_layer.py.
 
 
 LAYER_CONFIGS = {
