@@ -49,11 +49,6 @@ __all__ = [
 ]
 
 
-def _make_unit(function, in_fmt, out_fmt):
-    make = getattr(_act, "make_activation", None)
-    return make(function, in_fmt, out_fmt) if make else _act.make_table(function, in_fmt, out_fmt)
-
-
 @dataclass(frozen=True)
 class QuantizedParameters:
     """Integer weights and biases of a layer's matrix-vector rows, in row-block order.
@@ -107,8 +102,8 @@ def activation_units(model: Model) -> dict:
     """The gate unit (``sigmoid_in`` -> ``sigmoid_out``) and the candidate unit (``tanh_in`` ->
     ``tanh_out``) of the model: tables or piecewise-linear units, also the hardware's contents."""
     f = model.formats
-    return {"gate": _make_unit(model.gate_activation, f.sigmoid_in, f.sigmoid_out),
-            "cand": _make_unit(model.cand_activation, f.tanh_in, f.tanh_out)}
+    return {"gate": _act.make_activation(model.gate_activation, f.sigmoid_in, f.sigmoid_out),
+            "cand": _act.make_activation(model.cand_activation, f.tanh_in, f.tanh_out)}
 
 
 def row_activation(acc, act: str, model: Model, counter=None) -> np.ndarray:

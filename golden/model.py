@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import activation as _activation
 from . import cells as _cells
 from .fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
@@ -51,8 +52,8 @@ CELLS = tuple(_cells.CELLS)
 GATES = {name: c.torch_gates for name, c in _cells.CELLS.items()}
 
 #: Choices of the gate activation (i, f, o / r, z) and of the candidate activation (g, tanh(c) / n / h).
-GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
-CAND_ACTIVATIONS = ("tanh", "softsign", "hard_tanh")
+GATE_ACTIVATIONS = _activation.SIGMOID_LIKE
+CAND_ACTIVATIONS = _activation.TANH_LIKE
 
 #: What the accelerator streams out: every timestep's output, or only the last step's of a sequence.
 OUTPUTS = ("sequence", "last")

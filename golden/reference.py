@@ -20,13 +20,9 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-_FALLBACK = {"sigmoid": sigmoid, "tanh": np.tanh}
-
-
 def float_function(name: str):
     """The float activation function called ``name`` (``sigmoid``, ``tanh``, ``hard_sigmoid``, ...)."""
-    table = getattr(_act, "FLOAT_FUNCTIONS", _FALLBACK)
-    return table[name]
+    return _act.FLOAT_FUNCTIONS[name]
 
 
 def layer_float(model: Model, x, h0=None, c0=None):

@@ -19,8 +19,7 @@ from rnnaccel.golden import layer as golden_layer
 from rnnaccel.golden.fixed import QFormat
 from rnnaccel.golden.model import Model
 
-from . import activation as _hdl_act
-from .activation import ActivationTable
+from .activation import activation_unit as _unit
 from .fixed import align, requantize, shape_of
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, elementwise_latency
@@ -31,11 +30,6 @@ __all__ = ["GateActivation", "LSTMElementwise", "GRUElementwise", "RNNElementwis
 
 #: Row activation kinds, in the order of :class:`GateActivation`'s ``kind`` field.
 ACT_KINDS = ("gate", "cand", "relu", "linear")
-
-
-def _unit(unit, **kw):
-    make = getattr(_hdl_act, "activation_unit", None)
-    return make(unit, **kw) if make else ActivationTable(unit, **kw)
 
 
 def act_shape(model: Model, kind: str):

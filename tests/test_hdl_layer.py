@@ -166,3 +166,16 @@ def test_layer_rejects_stacks():
     model = Model("gru", 3, 4, random_weights(3, 4, cell="gru", num_layers=2), num_layers=2)
     with pytest.raises(ValueError, match=r"RecurrentLayer builds one layer; take model.layer\(k\)"):
         RecurrentLayer(model)
+
+
+@pytest.mark.parametrize("gate_act,cand_act", [("hard_sigmoid", "hard_tanh"), ("sigmoid", "softsign"),
+                                               ("hard_sigmoid", "tanh")])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_layer_activation_choices(cell, gate_act, cand_act):
+    """Piecewise-linear and softsign units in the layer, bit-exact with idles and backpressure."""
+    model = random_model(cell, 5, 8, pe=4, simd=3, seed=3, gate_activation=gate_act, cand_activation=cand_act)
+    seqs = _inputs(model, [3, 4], seed=4)
+    run = run_stream_dut(RecurrentLayer(model), seqs, idle=0.3, backpressure=0.3, seed=5,
+                         max_cycles=200 * layer_cycles(model))
+    for seq, got in zip(seqs, run.outputs):
+        np.testing.assert_array_equal(got, run_codes(model, seq).h_codes)
