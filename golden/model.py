@@ -203,6 +203,7 @@ class Model:
     gate_activation: str = "sigmoid"
     cand_activation: str = "tanh"
     outputs: str = "sequence"
+    proj_size: int = 0
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -218,6 +219,11 @@ class Model:
             raise ConfigError(f"model.head_size must be a non-negative integer (0: no dense head), "
                               f"got {self.head_size!r}")
         self.head_size = int(self.head_size)
+        if isinstance(self.proj_size, bool) or not isinstance(self.proj_size, (int, np.integer)) \
+                or self.proj_size < 0:
+            raise ConfigError(f"model.proj_size must be a non-negative integer (0: no projection), "
+                              f"got {self.proj_size!r}")
+        self.proj_size = int(self.proj_size)
         if self.gate_activation not in GATE_ACTIVATIONS:
             raise ConfigError(f"model.gate_activation: unknown {self.gate_activation!r}; "
                               f"choose one of {', '.join(GATE_ACTIVATIONS)}")
@@ -241,7 +247,7 @@ class Model:
             raise ConfigError(
                 f"hardware.pe = {self.pe} does not fit the rows: each PE owns whole hidden units, so pe "
                 f"must divide hidden_size = {self.hidden_size}; choose one of {divisors}")
-        smallest = min(self.layer_input_size(k) for k in range(self.num_layers)) + self.hidden_size
+        smallest = min(self.layer_input_size(k) for k in range(self.num_layers)) + self.state_size
         if self.simd > smallest:
             raise ConfigError(
                 f"hardware.simd = {self.simd} exceeds the vector length input_size + hidden_size = "
@@ -265,7 +271,7 @@ class Model:
     @property
     def output_size(self) -> int:
         """Length of an output vector: ``head_size`` with a head, else ``H * directions``."""
-        return self.head_size or self.hidden_size * self.directions
+        return self.head_size or self.state_size * self.directions
 
     @property
     def is_single_layer(self) -> bool:
@@ -274,7 +280,7 @@ class Model:
 
     def layer_input_size(self, k: int) -> int:
         """Input length of layer ``k``: ``X`` for the first, ``H * directions`` above."""
-        return self.input_size if k == 0 else self.hidden_size * self.directions
+        return self.input_size if k == 0 else self.state_size * self.directions
 
     def layer(self, k: int = 0, reverse: bool = False) -> "Model":
         """Layer ``k`` (backward direction if ``reverse``) as a one-layer model (weights named ``_l0``).
@@ -290,11 +296,12 @@ class Model:
         cache = self.__dict__.setdefault("_layer_cache", {})
         if (k, reverse) not in cache:
             sfx = f"_l{k}" + ("_reverse" if reverse else "")
-            w = {f"{n}_l0": self.weights[f"{n}{sfx}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            # Every per-layer weight (PyTorch's names end in _l{k} or _l{k}_reverse) renamed to _l0.
+            w = {name[:-len(sfx)] + "_l0": v for name, v in self.weights.items() if name.endswith(sfx)}
             cache[(k, reverse)] = Model(
                 cell=self.cell, input_size=self.layer_input_size(k), hidden_size=self.hidden_size, weights=w,
                 formats=self.formats, rounding=self.rounding, overflow=self.overflow, pe=self.pe, simd=self.simd,
-                name=f"{self.name}_l{k}" + ("_reverse" if reverse else ""),
+                name=f"{self.name}_l{k}" + ("_reverse" if reverse else ""), proj_size=self.proj_size,
                 gate_activation=self.gate_activation, cand_activation=self.cand_activation)
         return cache[(k, reverse)]
 
@@ -309,9 +316,15 @@ class Model:
         return tuple(r.name for r in self.cell_spec.rows)
 
     @property
+    def state_size(self) -> int:
+        """Length of the recurrent vector ``h_t`` that is fed back and passed on: ``proj_size`` when
+        the cell projects it (LSTM with projection, Jordan RNN), else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def vector_size(self) -> int:
-        """Length ``N = X + H`` of the matrix-vector unit's input ``[x_t; h_{t-1}]``."""
-        return self.input_size + self.hidden_size
+        """Length ``N = X + H`` (``X + proj_size`` with a projection) of ``[x_t; h_{t-1}]``."""
+        return self.input_size + self.state_size
 
     @property
     def rows(self) -> int:
@@ -366,7 +379,7 @@ class Model:
     def head_accumulator(self) -> QFormat:
         """Accumulator format of the dense head (``H * directions`` products plus the bias)."""
         f = self.formats
-        bound = self.hidden_size * self.directions * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1))
+        bound = self.state_size * self.directions * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1))
         bound += 1 << (self.bias.width - 1)
         return QFormat((bound - 1).bit_length() + 1, f.data.frac + f.weight.frac)
 
@@ -403,7 +416,7 @@ class Model:
             raise ConfigError(
                 f"formats.tanh_out = {f.tanh_out} wastes integer bits on values in (-1, 1); give it at "
                 f"most sign plus one integer bit (e.g. s16.15 or s16.14)")
-        widest = max(self.layer_input_size(k) for k in range(self.num_layers)) + self.hidden_size
+        widest = max(self.layer_input_size(k) for k in range(self.num_layers)) + self.state_size
         bound = widest * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1)) + (1 << (self.bias.width - 1))
         need = (bound - 1).bit_length() + 1
         if need > 62:
@@ -412,16 +425,24 @@ class Model:
                 f"{f.weight} over {widest} terms, more than the 62 the model supports; "
                 f"narrow the data or weight format")
 
+    def layer_weight_shapes(self, x: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of one layer's weights (names without the ``_l{k}`` suffix) for input length ``x``.
+
+        ``weight_hh`` reads the recurrent vector (``state_size`` long). Cells with more parameters
+        (e.g. peepholes, projections) add theirs here.
+        """
+        r = self.cell_spec.gate_blocks * self.hidden_size
+        return {"weight_ih": (r, x), "weight_hh": (r, self.state_size), "bias_ih": (r,), "bias_hh": (r,)}
+
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        r, h = self.cell_spec.gate_blocks * self.hidden_size, self.hidden_size
         shapes = {}
         for k in range(self.num_layers):
             x = self.layer_input_size(k)
             for sfx in [f"_l{k}"] + ([f"_l{k}_reverse"] if self.bidirectional else []):
-                shapes |= {f"weight_ih{sfx}": (r, x), f"weight_hh{sfx}": (r, h), f"bias_ih{sfx}": (r,),
-                           f"bias_hh{sfx}": (r,)}
+                shapes |= {f"{name}{sfx}": shape for name, shape in self.layer_weight_shapes(x).items()}
         if self.head_size:
-            shapes |= {"head.weight": (self.head_size, h * self.directions), "head.bias": (self.head_size,)}
+            shapes |= {"head.weight": (self.head_size, self.state_size * self.directions),
+                       "head.bias": (self.head_size,)}
         return shapes
 
     def _check_weights(self, weights) -> dict[str, np.ndarray]:
@@ -494,8 +515,9 @@ class Model:
 # -- TOML + npz -------------------------------------------------------------------------------------
 _TOP_KEYS = {"name", "model", "formats", "numerics", "hardware"}
 _MODEL_KEYS = {"cell", "input_size", "hidden_size", "weights", "num_layers", "bidirectional", "head_size",
-               "gate_activation", "cand_activation", "outputs"}
-_MODEL_OPTIONS = ("num_layers", "bidirectional", "head_size", "gate_activation", "cand_activation", "outputs")
+               "gate_activation", "cand_activation", "outputs", "proj_size"}
+_MODEL_OPTIONS = ("num_layers", "bidirectional", "head_size", "gate_activation", "cand_activation", "outputs",
+                  "proj_size")
 
 
 def _table(cfg: dict, key: str) -> dict:

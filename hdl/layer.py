@@ -561,3 +561,18 @@ class RecurrentLayer(wiring.Component):
                     m.next = "IDLE"
                     accept(cur_last)
         return m
+
+
+#: Layer components of cells that do not run on :class:`RecurrentLayer` (cell name -> class taking
+#: ``(model, initial_state=...)``), e.g. cells with a different step schedule.
+LAYER_CLASSES: dict = {}
+
+
+def build_layer(model: Model, *, initial_state: bool = False) -> wiring.Component:
+    """The hardware of a one-layer model: :class:`RecurrentLayer` or the cell's own class.
+
+    Every layer component has the same ports: ``i_stream`` with :func:`input_layout` and
+    ``o_stream`` with :func:`vector_layout` (``state_size`` codes of ``data``).
+    """
+    cls = LAYER_CLASSES.get(model.cell, RecurrentLayer)
+    return cls(model, initial_state=initial_state)
