@@ -258,6 +258,14 @@ class Model:
         self._check_formats()
         self.weights = self._check_weights(self.weights)
 
+    def __setattr__(self, name, value):
+        # Derived objects (layer views, quantised parameters) are cached on the model: a changed
+        # field must not leave them stale.
+        if name in self.__dataclass_fields__:
+            self.__dict__.pop("_layer_cache", None)
+            self.__dict__.pop("_golden_cache", None)
+        object.__setattr__(self, name, value)
+
     # -- structure -------------------------------------------------------------------------------
     @property
     def cell_spec(self) -> _cells.Cell:
