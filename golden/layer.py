@@ -9,6 +9,7 @@ golden function                          hardware block
 :func:`lstm_elementwise`                 :class:`rnnaccel.hdl.layer.LSTMElementwise`
 :func:`gru_elementwise`                  :class:`rnnaccel.hdl.layer.GRUElementwise`
 :func:`rnn_elementwise`                  :class:`rnnaccel.hdl.layer.RNNElementwise`
+:func:`rnnaccel.golden.peephole.peephole_elementwise` :class:`rnnaccel.hdl.peephole.PeepholeLSTMElementwise`
 :func:`layer_step`                       one timestep of :class:`rnnaccel.hdl.layer.RecurrentLayer`
 :func:`run_layer`                        the layer over one sequence
 =======================================  ============================================================
@@ -27,6 +28,7 @@ equations are in :mod:`rnnaccel.golden.cells`; here is where each is rounded::
     GRU:   n   = phi(requantize(nx + r*nh, tanh_in, SAT))
            h_t = requantize((1 - z)*n + z*h_{t-1}, data)
     RNN:   h_t = requantize(phi, data)  (tanh)  or the relu row itself
+    LSTM with proj_size, Jordan RNN: a projection pass follows (rnnaccel.golden.projected)
 
 Every sum of products is exact and rounded once.
 """
@@ -71,6 +73,10 @@ def _row_matrix(model: Model, row: Row):
     sl = slice(row.block * H, (row.block + 1) * H)
     wih, whh = w["weight_ih_l0"][sl], w["weight_hh_l0"][sl]
     bih, bhh = w["bias_ih_l0"][sl], w["bias_hh_l0"][sl]
+    if row.bias != "part":
+        # The row's own bias rule (Row.bias; gru_rb: b_n = b_ih + b_hh on nx, none on nh).
+        weights, _ = _row_matrix(model, Row(row.name, row.block, row.part, row.act))
+        return weights, {"both": bih + bhh, "none": np.zeros_like(bih)}[row.bias]
     if row.part == "x":
         return np.concatenate([wih, np.zeros((H, H))], axis=1), bih
     if row.part == "h":
@@ -94,6 +100,10 @@ def quantized_parameters(model: Model) -> QuantizedParameters:
         bq = quantize(b, model.bias, "RND", "SAT", counter=counter, tag="bias")
         for a in (wq, bq):
             a.setflags(write=False)
+        if model.cell == "lstm_peephole":
+            # The diagonal peephole weights (their own ROMs) saturate into the same report.
+            from .peephole import peephole_parameters
+            counter.update(peephole_parameters(model).saturation)
         cache[key] = QuantizedParameters(wq, bq, counter)
     return cache[key]
 
@@ -110,7 +120,8 @@ def row_activation(acc, act: str, model: Model, counter=None) -> np.ndarray:
     """What follows a row's accumulator; mirrors :class:`rnnaccel.hdl.layer.GateActivation`.
 
     ``act`` is the row's :attr:`~rnnaccel.golden.cells.Row.act`: ``"gate"`` (result in
-    ``sigmoid_out``), ``"cand"`` (``tanh_out``), ``"relu"`` (``data``) or ``"linear"`` (``cell``).
+    ``sigmoid_out``), ``"cand"`` (``tanh_out``), ``"relu"`` (``data``), ``"linear"`` (``cell``) or
+    ``"raw"`` (the accumulator unchanged, ``model.accumulator``).
     """
     f = model.formats
     acc = np.asarray(acc, dtype=np.int64)
@@ -125,6 +136,9 @@ def row_activation(acc, act: str, model: Model, counter=None) -> np.ndarray:
                           counter=counter, tag="hidden")
     if act == "linear":
         return requantize(acc, model.accumulator, f.cell, model.rounding, "SAT", counter=counter, tag="gru_n")
+    if act == "raw":
+        # The exact accumulator itself (peephole LSTM gates: rounded later, with p*c added).
+        return acc
     raise ValueError(f"unknown row activation {act!r}")
 
 
@@ -222,6 +236,14 @@ def layer_step(x, h_prev, c_prev, model: Model, counter=None):
     h, c : numpy.ndarray of int64
         ``c`` is None for cells without a cell state.
     """
+    if model.proj_size:
+        # LSTM with projection, Jordan RNN: h_prev and h have proj_size entries.
+        from .projected import projected_step
+        return projected_step(x, h_prev, c_prev, model, counter)
+    if model.cell == "gru_rb":
+        # Reset before the recurrent product: two matrix-vector phases (rnnaccel.golden.gru_rb).
+        from .gru_rb import gru_rb_step
+        return gru_rb_step(x, h_prev, model, counter), None
     p = quantized_parameters(model)
     H = model.hidden_size
     h_prev = np.asarray(h_prev, dtype=np.int64)
@@ -231,6 +253,11 @@ def layer_step(x, h_prev, c_prev, model: Model, counter=None):
            for b, row in enumerate(model.cell_spec.rows)}
     if model.cell in ("lstm", "lstm_nf"):
         c, h = lstm_elementwise(val["i"], val.get("f"), val["g"], val["o"], c_prev, model, counter)
+        return h, c
+    if model.cell == "lstm_peephole":
+        # i, f, o are raw accumulators; the stage adds p*c before the gate units (golden/peephole.py).
+        from .peephole import peephole_elementwise
+        c, h = peephole_elementwise(val["i"], val["f"], val["g"], val["o"], c_prev, model, counter)
         return h, c
     if model.cell == "gru":
         return gru_elementwise(val["r"], val["z"], val["nx"], val["nh"], h_prev, model, counter), None
@@ -242,12 +269,13 @@ def run_layer(model: Model, x_codes, h0=None, c0=None, counter=None):
 
     Returns
     -------
-    hs : numpy.ndarray of int64, shape (T, H)
+    hs : numpy.ndarray of int64, shape (T, state_size)
+        ``h_t`` (``proj_size`` long for projected cells, as ``h0``).
     cs : numpy.ndarray of int64, shape (T, H), or None
         Cell states (LSTMs only).
     """
     H = model.hidden_size
-    h = np.zeros(H, dtype=np.int64) if h0 is None else np.asarray(h0, dtype=np.int64)
+    h = np.zeros(model.state_size, dtype=np.int64) if h0 is None else np.asarray(h0, dtype=np.int64)
     lstm = model.cell_spec.has_cell_state
     c = (np.zeros(H, dtype=np.int64) if c0 is None else np.asarray(c0, dtype=np.int64)) if lstm else None
     hs, cs = [], []
@@ -255,5 +283,5 @@ def run_layer(model: Model, x_codes, h0=None, c0=None, counter=None):
         h, c = layer_step(x, h, c, model, counter)
         hs.append(h)
         cs.append(c)
-    hs = np.array(hs, dtype=np.int64).reshape(-1, H)
+    hs = np.array(hs, dtype=np.int64).reshape(-1, model.state_size)
     return hs, (np.array(cs, dtype=np.int64).reshape(-1, H) if lstm else None)

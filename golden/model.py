@@ -149,7 +149,9 @@ class Model:
     cell : str
         One of :data:`CELLS` (see :mod:`rnnaccel.golden.cells` for the equations): ``"lstm"``
         (``torch.nn.LSTM``), ``"lstm_nf"`` (no forget gate), ``"gru"`` (``torch.nn.GRU``),
-        ``"rnn_tanh"`` / ``"rnn_relu"`` (``torch.nn.RNN``).
+        ``"rnn_tanh"`` / ``"rnn_relu"`` (``torch.nn.RNN``), ``"jordan"`` (Jordan RNN, needs
+        ``proj_size``; weights also ``weight_hy_l{k}`` (P, H), ``bias_hy_l{k}`` (P,)). An ``"lstm"`` with
+        ``proj_size`` also has ``weight_hr_l{k}`` (P, H) (``torch.nn.LSTM(proj_size=P)``).
     input_size, hidden_size : int
         ``X`` and ``H``.
     weights : dict of str to numpy.ndarray
@@ -179,6 +181,13 @@ class Model:
         (``tanh``, ``softsign`` or ``hard_tanh``).
     outputs : {"sequence", "last"}
         Stream every timestep's output or only the last step's of each sequence.
+    proj_size : int
+        Length of the projected recurrent vector (LSTM with projection, Jordan RNN); 0 for none.
+    initial_state : bool
+        Take ``h0`` (and ``c0``) of every layer from the input stream on the first step of each
+        sequence; otherwise sequences start from zero states.
+    max_len : int
+        Longest sequence a bidirectional layer buffers (hardware ``[hardware] max_len``).
     name : str
 
     Raises
@@ -204,6 +213,8 @@ class Model:
     cand_activation: str = "tanh"
     outputs: str = "sequence"
     proj_size: int = 0
+    initial_state: bool = False
+    max_len: int = 64
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -224,6 +235,10 @@ class Model:
             raise ConfigError(f"model.proj_size must be a non-negative integer (0: no projection), "
                               f"got {self.proj_size!r}")
         self.proj_size = int(self.proj_size)
+        if not isinstance(self.initial_state, (bool, np.bool_)):
+            raise ConfigError(f"model.initial_state must be true or false, got {self.initial_state!r}")
+        self.initial_state = bool(self.initial_state)
+        self.max_len = _positive_int(self.max_len, "hardware.max_len")
         if self.gate_activation not in GATE_ACTIVATIONS:
             raise ConfigError(f"model.gate_activation: unknown {self.gate_activation!r}; "
                               f"choose one of {', '.join(GATE_ACTIVATIONS)}")
@@ -240,6 +255,7 @@ class Model:
         if self.overflow not in OVERFLOW_MODES:
             raise ConfigError(f"numerics.overflow: unknown overflow mode {self.overflow!r}; "
                               f"expected one of {', '.join(OVERFLOW_MODES)}")
+        self._check_projection()
         self.pe = _positive_int(self.pe, "hardware.pe")
         self.simd = _positive_int(self.simd, "hardware.simd")
         if self.hidden_size % self.pe:
@@ -256,6 +272,11 @@ class Model:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
         self._check_formats()
+        if self.cell == "lstm_peephole":
+            # Units must reach the element-wise stage MIN_UNIT_SPACING cycles apart (simd bound);
+            # the exact gate pre-activation acc + p*c must fit (rnnaccel.golden.peephole).
+            from .peephole import check_peephole_model
+            check_peephole_model(self)
         self.weights = self._check_weights(self.weights)
 
     def __setattr__(self, name, value):
@@ -391,6 +412,34 @@ class Model:
         bound += 1 << (self.bias.width - 1)
         return QFormat((bound - 1).bit_length() + 1, f.data.frac + f.weight.frac)
 
+    @property
+    def projection_accumulator(self) -> QFormat:
+        """Accumulator format of the projection pass (``proj_size`` rows over the ``H`` element-wise
+        results: LSTM ``W_hr m_t``, Jordan ``W_hy h_t + b_hy``): ``H`` products plus the bias, exact."""
+        f = self.formats
+        bound = self.hidden_size * (1 << (f.data.width - 1)) * (1 << (f.weight.width - 1))
+        bound += 1 << (self.bias.width - 1)
+        return QFormat((bound - 1).bit_length() + 1, f.data.frac + f.weight.frac)
+
+    def _check_projection(self):
+        """``proj_size``: optional for ``lstm`` (``0 < P < H``, as torch requires), required for ``jordan``
+        (its output y_t, any length > 0), 0 for every other cell; its accumulator fits the model."""
+        P, H = self.proj_size, self.hidden_size
+        if self.cell == "jordan" and not P:
+            raise ConfigError("model.proj_size = 0: the jordan cell feeds back its output y_t, whose length "
+                              "is proj_size; set proj_size > 0")
+        if P and self.cell not in ("lstm", "jordan"):
+            raise ConfigError(f"model.proj_size = {P}: cell {self.cell!r} has no projection (only 'lstm', as "
+                              f"torch.nn.LSTM(proj_size=...), and 'jordan' have one); use proj_size = 0")
+        if P and self.cell == "lstm" and P >= H:
+            raise ConfigError(f"model.proj_size = {P} must be smaller than hidden_size = {H} (as in "
+                              f"torch.nn.LSTM); choose proj_size from 1 to {H - 1}, or 0 for no projection")
+        if P and self.projection_accumulator.width > 62:
+            raise ConfigError(
+                f"the projection accumulator needs {self.projection_accumulator.width} bits for data "
+                f"{self.formats.data} x weight {self.formats.weight} over hidden_size = {H} terms, more "
+                f"than the 62 the model supports; narrow the data or weight format")
+
     # -- validation ----------------------------------------------------------------------------
     def _check_formats(self):
         f = self.formats
@@ -440,7 +489,17 @@ class Model:
         (e.g. peepholes, projections) add theirs here.
         """
         r = self.cell_spec.gate_blocks * self.hidden_size
-        return {"weight_ih": (r, x), "weight_hh": (r, self.state_size), "bias_ih": (r,), "bias_hh": (r,)}
+        shapes = {"weight_ih": (r, x), "weight_hh": (r, self.state_size), "bias_ih": (r,), "bias_hh": (r,)}
+        if self.cell == "lstm" and self.proj_size:
+            # torch.nn.LSTM(proj_size=P): h_t = W_hr m_t, no bias.
+            shapes["weight_hr"] = (self.proj_size, self.hidden_size)
+        if self.cell == "jordan":
+            # y_t = phi(W_hy h_t + b_hy).
+            shapes |= {"weight_hy": (self.proj_size, self.hidden_size), "bias_hy": (self.proj_size,)}
+        if self.cell == "lstm_peephole":
+            # Diagonal peephole weights p_i, p_f, p_o (Gers & Schmidhuber 2000).
+            shapes |= {name: (self.hidden_size,) for name in ("weight_ci", "weight_cf", "weight_co")}
+        return shapes
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {}
@@ -507,6 +566,9 @@ class Model:
             "gate_activation": self.gate_activation,
             "cand_activation": self.cand_activation,
             "outputs": self.outputs,
+            "proj_size": self.proj_size,
+            "initial_state": self.initial_state,
+            "max_len": self.max_len,
         }
 
     def with_hardware(self, *, pe: int | None = None, simd: int | None = None) -> "Model":
@@ -523,9 +585,9 @@ class Model:
 # -- TOML + npz -------------------------------------------------------------------------------------
 _TOP_KEYS = {"name", "model", "formats", "numerics", "hardware"}
 _MODEL_KEYS = {"cell", "input_size", "hidden_size", "weights", "num_layers", "bidirectional", "head_size",
-               "gate_activation", "cand_activation", "outputs", "proj_size"}
+               "gate_activation", "cand_activation", "outputs", "proj_size", "initial_state"}
 _MODEL_OPTIONS = ("num_layers", "bidirectional", "head_size", "gate_activation", "cand_activation", "outputs",
-                  "proj_size")
+                  "proj_size", "initial_state")
 
 
 def _table(cfg: dict, key: str) -> dict:
@@ -555,7 +617,7 @@ def from_dict(cfg: dict, weights: dict | None = None, *, base: Path | None = Non
     numerics = _table(cfg, "numerics")
     _check_keys(numerics, {"rounding", "overflow"}, "[numerics]")
     hw = _table(cfg, "hardware")
-    _check_keys(hw, {"pe", "simd"}, "[hardware]")
+    _check_keys(hw, {"pe", "simd", "max_len"}, "[hardware]")
     if weights is None:
         if "weights" not in m:
             raise ConfigError("model.weights is missing: name the .npz file with the layer's weights")
@@ -573,7 +635,7 @@ def from_dict(cfg: dict, weights: dict | None = None, *, base: Path | None = Non
         cell=m["cell"], input_size=m["input_size"], hidden_size=m["hidden_size"], weights=weights,
         formats=Formats.from_dict(_table(cfg, "formats")),
         rounding=numerics.get("rounding", "RND"), overflow=numerics.get("overflow", "SAT"),
-        pe=hw.get("pe", 1), simd=hw.get("simd", 1), name=cfg.get("name", Path(base or ".").name or "rnn"),
+        pe=hw.get("pe", 1), simd=hw.get("simd", 1), max_len=hw.get("max_len", 64), name=cfg.get("name", Path(base or ".").name or "rnn"),
         **{k: m[k] for k in _MODEL_OPTIONS if k in m},
     )
 
@@ -604,7 +666,7 @@ def to_dict(model: Model, weights_file: str) -> dict:
                   "weights": weights_file} | {k: getattr(model, k) for k in _MODEL_OPTIONS},
         "formats": model.formats.as_dict(),
         "numerics": {"rounding": model.rounding, "overflow": model.overflow},
-        "hardware": {"pe": model.pe, "simd": model.simd},
+        "hardware": {"pe": model.pe, "simd": model.simd, "max_len": model.max_len},
     }
 
 
@@ -635,26 +697,37 @@ def save(model: Model, path) -> Path:
 
 def random_weights(input_size: int, hidden_size: int, *, scale: float = 0.5, seed: int = 0,
                    cell: str = "lstm", num_layers: int = 1, bidirectional: bool = False,
-                   head_size: int = 0) -> dict[str, np.ndarray]:
+                   head_size: int = 0, proj_size: int = 0) -> dict[str, np.ndarray]:
     """Uniform random weights in ``[-scale, scale]`` under PyTorch's names, for trials and tests.
 
     ``scale`` around 0.3 gives gates that neither all saturate nor all sit at 0.5, like trained
-    weights of a layer of this size. The names and shapes are those :class:`Model` expects.
+    weights of a layer of this size. The names and shapes are those :class:`Model` expects
+    (with ``proj_size``: ``weight_hr_l{k}`` for ``lstm``, ``weight_hy_l{k}`` / ``bias_hy_l{k}`` for
+    ``jordan``; ``weight_hh`` and the next layer's input then have ``proj_size`` columns).
     """
     if cell not in CELLS:
         raise ConfigError(f"model.cell: unknown cell {cell!r}; supported: {', '.join(CELLS)}")
     rng = np.random.default_rng(seed)
     rows = len(GATES[cell]) * hidden_size
     dirs = 2 if bidirectional else 1
+    state = proj_size or hidden_size
     out = {}
     for k in range(num_layers):
-        x = input_size if k == 0 else hidden_size * dirs
+        x = input_size if k == 0 else state * dirs
         for sfx in [f"_l{k}"] + ([f"_l{k}_reverse"] if bidirectional else []):
             out |= {f"weight_ih{sfx}": rng.uniform(-scale, scale, (rows, x)),
-                    f"weight_hh{sfx}": rng.uniform(-scale, scale, (rows, hidden_size)),
+                    f"weight_hh{sfx}": rng.uniform(-scale, scale, (rows, state)),
                     f"bias_ih{sfx}": rng.uniform(-scale, scale, rows),
                     f"bias_hh{sfx}": rng.uniform(-scale, scale, rows)}
+            if proj_size and cell == "lstm":
+                out[f"weight_hr{sfx}"] = rng.uniform(-scale, scale, (proj_size, hidden_size))
+            if proj_size and cell == "jordan":
+                out |= {f"weight_hy{sfx}": rng.uniform(-scale, scale, (proj_size, hidden_size)),
+                        f"bias_hy{sfx}": rng.uniform(-scale, scale, proj_size)}
+            if cell == "lstm_peephole":
+                out |= {f"{name}{sfx}": rng.uniform(-scale, scale, hidden_size)
+                        for name in ("weight_ci", "weight_cf", "weight_co")}
     if head_size:
-        out |= {"head.weight": rng.uniform(-scale, scale, (head_size, hidden_size * dirs)),
+        out |= {"head.weight": rng.uniform(-scale, scale, (head_size, state * dirs)),
                 "head.bias": rng.uniform(-scale, scale, head_size)}
     return out

@@ -23,20 +23,21 @@ from .activation import activation_unit as _unit
 from .fixed import align, requantize, shape_of
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, elementwise_latency
+from .peephole import PeepholeLSTMElementwise
 from ._util import checked_init
 
 __all__ = ["GateActivation", "LSTMElementwise", "GRUElementwise", "RNNElementwise", "RecurrentLayer",
            "row_order", "vector_layout", "ACT_KINDS"]
 
 #: Row activation kinds, in the order of :class:`GateActivation`'s ``kind`` field.
-ACT_KINDS = ("gate", "cand", "relu", "linear")
+ACT_KINDS = ("gate", "cand", "relu", "linear", "raw")
 
 
 def act_shape(model: Model, kind: str):
     """Shape of a row value after its activation."""
     f = model.formats
     return {"gate": shape_of(f.sigmoid_out), "cand": shape_of(f.tanh_out), "relu": shape_of(f.data),
-            "linear": shape_of(f.cell)}[kind]
+            "linear": shape_of(f.cell), "raw": signed(model.accumulator.width)}[kind]
 
 
 def _signed_width(shape) -> int:
@@ -53,10 +54,10 @@ class GateActivation(wiring.Component):
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(StructLayout({"acc": signed(acc.width), "kind": range(4)}), always_ready=True))
+    i_stream : In(stream.Signature(StructLayout({"acc": signed(acc.width), "kind": range(5)}), always_ready=True))
         ``kind`` indexes :data:`ACT_KINDS`: ``gate`` (gate unit, e.g. the sigmoid table), ``cand``
         (candidate unit, e.g. tanh), ``relu`` (``max(acc, 0)`` to ``data``), ``linear`` (``acc`` to
-        ``cell``, saturating).
+        ``cell``, saturating), ``raw`` (``acc`` itself, delayed: the peephole LSTM's gate rows).
     o_stream : Out(stream.Signature(signed(w), always_ready=True))
         The value, in the kind's format; ``w`` holds all of them.
 
@@ -95,6 +96,8 @@ class GateActivation(wiring.Component):
             else:
                 if kind == "relu":
                     v = requantize(Mux(acc < 0, 0, acc), model.accumulator, fm.data, model.rounding, model.overflow)
+                elif kind == "raw":   # the accumulator itself, only delayed (peephole LSTM gates)
+                    v = acc
                 else:
                     v = requantize(acc, model.accumulator, fm.cell, model.rounding, "SAT")
                 for i in range(GATE_LATENCY):
@@ -347,6 +350,7 @@ class RNNElementwise(_Elementwise):
 
 _ELEMENTWISE = {"lstm": LSTMElementwise, "lstm_nf": LSTMElementwise, "gru": GRUElementwise,
                 "rnn_tanh": RNNElementwise, "rnn_relu": RNNElementwise}
+_ELEMENTWISE["lstm_peephole"] = PeepholeLSTMElementwise      # hdl/peephole.py
 
 
 def row_order(model: Model) -> np.ndarray:
@@ -374,7 +378,7 @@ def input_layout(model: Model, initial_state: bool = False) -> data.StructLayout
     """Input payload of a layer: ``x_t`` and ``last``, plus ``h0`` (and ``c0``) with ``initial_state``."""
     fields = {"data": data.ArrayLayout(signed(model.formats.data.width), model.input_size), "last": 1}
     if initial_state:
-        fields["h0"] = data.ArrayLayout(shape_of(model.formats.data), model.hidden_size)
+        fields["h0"] = data.ArrayLayout(shape_of(model.formats.data), model.state_size)
         if model.cell_spec.has_cell_state:
             fields["c0"] = data.ArrayLayout(shape_of(model.formats.cell), model.hidden_size)
     return data.StructLayout(fields)
@@ -417,6 +421,9 @@ class RecurrentLayer(wiring.Component):
         if not model.is_single_layer:
             raise ValueError(f"RecurrentLayer builds one layer; take model.layer(k) of this "
                              f"{model.num_layers}-layer model")
+        if model.proj_size:
+            raise ValueError(f"RecurrentLayer has no projection pass (cell {model.cell!r}, proj_size "
+                             f"{model.proj_size}); use rnnaccel.hdl.projected.ProjectedLayer or build_layer(model)")
         self.model = model
         self.initial_state = bool(initial_state)
         super().__init__({
@@ -473,6 +480,8 @@ class RecurrentLayer(wiring.Component):
         for p in range(pe):
             act = GateActivation(model)
             ew = Elementwise(model, U)
+            if hasattr(ew, "lane"):      # lane-specific contents (the peephole weights of its units)
+                ew.lane = p
             m.submodules[f"gate{p}"] = act
             m.submodules[f"elementwise{p}"] = ew
             m.d.comb += [act.i_stream.valid.eq(mvu.o_stream.valid),
@@ -574,5 +583,9 @@ def build_layer(model: Model, *, initial_state: bool = False) -> wiring.Componen
     Every layer component has the same ports: ``i_stream`` with :func:`input_layout` and
     ``o_stream`` with :func:`vector_layout` (``state_size`` codes of ``data``).
     """
+    if model.proj_size or model.cell == "jordan":
+        # LSTM with projection, Jordan RNN: a second matrix-vector pass per step.
+        from .projected import ProjectedLayer
+        return ProjectedLayer(model, initial_state=initial_state)
     cls = LAYER_CLASSES.get(model.cell, RecurrentLayer)
     return cls(model, initial_state=initial_state)

@@ -9,9 +9,9 @@ from amaranth.lib.wiring import In, Out
 from rnnaccel.golden.model import Model
 
 from ._util import checked_init
-from .layer import RecurrentLayer
+from .network import Network
 
-__all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports"]
+__all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports", "in_payload_bits"]
 
 
 class Accelerator(wiring.Component):
@@ -23,15 +23,18 @@ class Accelerator(wiring.Component):
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(W), X), "last": 1})))
-        ``x_t``, one beat per timestep; ``last`` ends a sequence (the state resets after it).
-    o_stream : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(W), H), "last": 1})))
-        ``h_t`` for every timestep.
+    i_stream : In(stream.Signature(network_input_layout(model)))
+        ``x_t``, one beat per timestep; ``last`` ends a sequence (the state resets after it);
+        with ``model.initial_state`` also ``h0`` (and ``c0``) of every layer, read on the first beat.
+    o_stream : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(W), output_size), "last": 1})))
+        The network's output for every timestep (or the last one of each sequence with
+        ``outputs = "last"``): ``h_t`` of the last layer (``[forward; backward]``) or the head's.
 
     Notes
     -----
-    Throughput one timestep per :func:`~rnnaccel.hdl.perf.cycles_per_timestep` cycles; see
-    :class:`~rnnaccel.hdl.lstm.LSTMLayer` for the schedule.
+    Throughput one timestep per :func:`~rnnaccel.hdl.perf.cycles_per_timestep` cycles
+    (bidirectional: :func:`~rnnaccel.hdl.perf.sequence_cycles` per sequence); see
+    :class:`~rnnaccel.hdl.network.Network` and :class:`~rnnaccel.hdl.layer.RecurrentLayer` for the schedule.
     """
 
     @checked_init
@@ -39,15 +42,28 @@ class Accelerator(wiring.Component):
         if not isinstance(model, Model):
             raise TypeError(f"Accelerator needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
-        self._layer = RecurrentLayer(model)
-        super().__init__(self._layer.signature)     # the same stream ports as the layer
+        self._network = Network(model)
+        super().__init__(self._network.signature)     # the same stream ports as the network
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.layer = layer = self._layer
+        m.submodules.network = layer = self._network
         wiring.connect(m, wiring.flipped(self.i_stream), layer.i_stream)
         wiring.connect(m, layer.o_stream, wiring.flipped(self.o_stream))
         return m
+
+
+def _payload_bits(payload):
+    """The input payload's fields except ``last``, concatenated in order (data, then h0, c0)."""
+    from amaranth.hdl import Cat
+    return Cat(*(payload[name].as_value() for name in payload.shape().members if name != "last"))
+
+
+def in_payload_bits(model: Model) -> int:
+    """Bits of ``s_axis_tdata`` used: ``x_t``, then with ``initial_state`` every layer's ``h0``
+    (and ``c0``), element ``k`` of each at ``k*W`` from its field's start."""
+    from .network import network_input_layout
+    return network_input_layout(model).size - 1
 
 
 def bus_width(n: int, width: int) -> int:
@@ -74,15 +90,15 @@ class AxiStreamTop(wiring.Component):
     def __init__(self, model: Model):
         self.model = model
         w = model.formats.data.width
-        self.in_bits = model.input_size * w
-        self.out_bits = model.hidden_size * w
-        super().__init__(axis_ports(bus_width(model.input_size, w), bus_width(model.hidden_size, w)))
+        self.in_bits = in_payload_bits(model)
+        self.out_bits = model.output_size * w
+        super().__init__(axis_ports(-(-self.in_bits // 8) * 8, bus_width(model.output_size, w)))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.accel = acc = Accelerator(self.model)
         m.d.comb += [
-            acc.i_stream.payload.data.as_value().eq(self.s_axis_tdata[:self.in_bits]),
+            _payload_bits(acc.i_stream.payload).eq(self.s_axis_tdata[:self.in_bits]),
             acc.i_stream.payload.last.eq(self.s_axis_tlast),
             acc.i_stream.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(acc.i_stream.ready),

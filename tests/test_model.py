@@ -159,9 +159,9 @@ BAD = [
     # unknown keys and bad layout
     ("unknown-key-model", cfg_set("model", "hiden_size", 4),
      r"\[model\]: unknown entries \['hiden_size'\]; allowed: \['bidirectional', 'cand_activation', 'cell', "
-     r"'gate_activation', 'head_size', 'hidden_size', 'input_size', 'num_layers', 'outputs', 'proj_size', 'weights'\]"),
+     r"'gate_activation', 'head_size', 'hidden_size', 'initial_state', 'input_size', 'num_layers', 'outputs', 'proj_size', 'weights'\]"),
     ("unknown-key-numerics", cfg_set("numerics", "roundng", "RND"), r"\[numerics\]: unknown entries \['roundng'\]; allowed: \['overflow', 'rounding'\]"),
-    ("unknown-key-hardware", cfg_set("hardware", "pes", 2), r"\[hardware\]: unknown entries \['pes'\]; allowed: \['pe', 'simd'\]"),
+    ("unknown-key-hardware", cfg_set("hardware", "pes", 2), r"\[hardware\]: unknown entries \['pes'\]; allowed: \['max_len', 'pe', 'simd'\]"),
     ("unknown-key-formats", cfg_set("formats", "weights", "s8.6"), r"\[formats\] has unknown entries \['weights'\]; known formats are \["),
     ("unknown-key-top", cfg_set(None, "modle", {"cell": "lstm"}), r"config: unknown entries \['modle'\]"),
     ("section-not-table", cfg_set(None, "hardware", 4), r"\[hardware\] must be a table, got 4"),

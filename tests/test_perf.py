@@ -47,4 +47,4 @@ def test_padding_counts_whole_folds():
 
 def test_multiplier_count():
     m = _model(32, 32, 4, 8)
-    assert perf.multiplier_count(m) == {"mvu": 32, "elementwise": 12, "total": 44}
+    assert perf.multiplier_count(m) == {"mvu": 32, "elementwise": 12, "head": 0, "total": 44}
