@@ -152,6 +152,9 @@ class Model:
         ``"rnn_tanh"`` / ``"rnn_relu"`` (``torch.nn.RNN``), ``"jordan"`` (Jordan RNN, needs
         ``proj_size``; weights also ``weight_hy_l{k}`` (P, H), ``bias_hy_l{k}`` (P,)). An ``"lstm"`` with
         ``proj_size`` also has ``weight_hr_l{k}`` (P, H) (``torch.nn.LSTM(proj_size=P)``).
+        ``"lstm_peephole"`` (Gers & Schmidhuber 2000, :mod:`rnnaccel.golden.peephole`) also has the
+        diagonal peepholes ``weight_ci_l{k}``, ``weight_cf_l{k}``, ``weight_co_l{k}`` (H,) and needs
+        ``4 * ceil((X_k + H) / simd) >= 6`` (units reach its element-wise stage 6 cycles apart).
     input_size, hidden_size : int
         ``X`` and ``H``.
     weights : dict of str to numpy.ndarray
@@ -554,6 +557,8 @@ class Model:
             "cell": self.cell,
             "input_size": self.input_size,
             "hidden_size": self.hidden_size,
+            "output_size": self.output_size,
+            "state_size": self.state_size,
             "formats": self.formats.as_dict() | {"accumulator": str(self.accumulator),
                                                  "bias": str(self.bias)},
             "rounding": self.rounding,

@@ -424,6 +424,10 @@ class RecurrentLayer(wiring.Component):
         if model.proj_size:
             raise ValueError(f"RecurrentLayer has no projection pass (cell {model.cell!r}, proj_size "
                              f"{model.proj_size}); use rnnaccel.hdl.projected.ProjectedLayer or build_layer(model)")
+        own = LAYER_CLASSES.get(model.cell)
+        if own is not None and not (isinstance(own, type) and isinstance(self, own)):
+            raise ValueError(f"RecurrentLayer does not build cell {model.cell!r} (its own schedule: "
+                             f"{LAYER_CLASSES[model.cell].__name__}); use build_layer(model)")
         self.model = model
         self.initial_state = bool(initial_state)
         super().__init__({
@@ -589,3 +593,8 @@ def build_layer(model: Model, *, initial_state: bool = False) -> wiring.Componen
         return ProjectedLayer(model, initial_state=initial_state)
     cls = LAYER_CLASSES.get(model.cell, RecurrentLayer)
     return cls(model, initial_state=initial_state)
+
+
+# Cells with their own layer class register it in LAYER_CLASSES when imported. They import names
+# of this module, so they come last: gru_rb (reset before the recurrent product, two phases).
+from . import gru_rb as _gru_rb  # noqa: E402,F401

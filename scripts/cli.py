@@ -61,8 +61,25 @@ def _fmt_formats(f: dict) -> str:
 
 
 def _model_line(m: dict) -> str:
-    return (f"{m['name']}: {m['cell'].upper()} X={m['input_size']} H={m['hidden_size']}, "
-            f"PE={m['pe']} SIMD={m['simd']}, {m['rounding']}/{m['overflow']}")
+    topo = []
+    if m.get("num_layers", 1) > 1:
+        topo.append(f"{m['num_layers']} layers")
+    if m.get("bidirectional"):
+        topo.append("bidirectional")
+    if m.get("proj_size"):
+        topo.append(f"projection {m['proj_size']}")
+    if m.get("head_size"):
+        topo.append(f"head {m['head_size']}")
+    if m.get("outputs", "sequence") == "last":
+        topo.append("last step only")
+    if m.get("initial_state"):
+        topo.append("h0/c0 in the stream")
+    acts = ""
+    if (m.get("gate_activation"), m.get("cand_activation")) not in ((None, None), ("sigmoid", "tanh")):
+        acts = f", activations {m['gate_activation']}/{m['cand_activation']}"
+    return (f"{m['name']}: {m['cell'].upper()} X={m['input_size']} H={m['hidden_size']}"
+            + (f" ({', '.join(topo)})" if topo else "")
+            + f", PE={m['pe']} SIMD={m['simd']}, {m['rounding']}/{m['overflow']}{acts}")
 
 
 def _print_generate(summary: dict, out: Path):
@@ -73,9 +90,12 @@ def _print_generate(summary: dict, out: Path):
         f"generated {out}",
         f"  model        {_model_line(m)}",
         f"  formats      {_fmt_formats(m['formats'])}",
-        f"  cycles/step  {p['cycles_per_timestep']} ({p['mac_cycles_per_timestep']} MAC + "
-        f"{p['pipeline_latency']} pipeline), multipliers {p['multipliers']['total']}, "
-        f"ROM {p['memory_bits']['total']} bits",
+        (f"  cycles/step  {p['cycles_per_timestep']} ({p['mac_cycles_per_timestep']} MAC + "
+         f"{p['pipeline_latency']} pipeline in layer 0; stages {p['stage_cycles']})"
+         if p.get("cycles_per_timestep") is not None else
+         f"  cycles/seq   {v['steady_state_cycles']} for these {v['sequences']} sequences "
+         f"(bidirectional: whole sequences; stages {p['stage_cycles']} cycles/step)")
+        + f", multipliers {p['multipliers']['total']}, memory {p['memory_bits']['total']} bits",
         f"  vectors      {v['sequences']} sequences, {v['timesteps']} timesteps "
         f"({v['min_len']}-{v['max_len']} steps, {v['source']}, seed {v['seed']})",
         f"  golden       max |h - float| {g['max_abs_error_vs_float']:.3g} "
@@ -91,7 +111,10 @@ def _print_simulate(r: dict):
     m = r["model"]
     ok = r["passed"]
     cpt, model_cpt = r.get("cycles_per_timestep"), r["cycles_per_timestep_model"]
-    if r.get("cycles_per_timestep_min") is None:
+    seq, seq_model = r.get("cycles_per_sequence"), r.get("cycles_per_sequence_model")
+    if model_cpt is None:
+        cpt_text = "bidirectional: per sequence only"
+    elif r.get("cycles_per_timestep_min") is None:
         cpt_text = f"not measured, {model_cpt} predicted"
     elif r["cycles_per_timestep_min"] == r["cycles_per_timestep_max"]:
         cpt_text = (f"{cpt} measured, {model_cpt} predicted  "
@@ -112,6 +135,9 @@ def _print_simulate(r: dict):
         f"  traffic      {r['sequences']} sequences, {r['timesteps']} timesteps back to back, idle {r['idle']}, "
         f"backpressure {r['backpressure']}, seed {r['seed']}",
         f"  cycles/step  {cpt_text}",
+        f"  cycles/seq   " + ("not measured" if seq is None else
+                              f"{seq} measured, {seq_model} predicted for {r.get('throughput_steps')} steps  "
+                              + ("OK" if seq == seq_model else "DIFFERENT")),
         f"  mismatches   {r['mismatches']} of {r['timesteps']} timesteps"
         + (f" ({r['element_mismatches']} elements)" if r["mismatches"] else "")
         + f", tlast errors {r['tlast_errors']}, frame errors {r['frame_errors']}",
@@ -358,6 +384,124 @@ def figures(config, steps, as_json):
         click.echo(f"  weight {f['weight']:>7} data {f['data']:>7}: max |h - float| = {a['max_abs_error']:.3g} "
                    f"({'within' if a['within_bound'] else 'above'} 2^-7 = {a['bound']:.4g}); "
                    f"overflows: {over or 'none'}; table-range clips: {clips}")
+
+
+def _int_list(ctx, param, value):
+    """Click callback: ``"1,2,4"`` -> ``[1, 2, 4]`` (None stays None)."""
+    if value is None:
+        return None
+    from rnnaccel.scripts.sweep import parse_int_list
+    try:
+        return parse_int_list(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@main.command()
+@click.argument("config")
+@click.option("--pe", callback=_int_list, metavar="LIST",
+              help="Comma-separated PE values, e.g. 1,2,4 (default: the config's).")
+@click.option("--simd", callback=_int_list, metavar="LIST",
+              help="Comma-separated SIMD values, e.g. 2,4 (default: the config's).")
+@click.option("--formats", "formats", multiple=True, metavar="FILE_OR_PRESET",
+              help="Formats set: a preset (16bit, 8bit) or a TOML file with a [formats] table; repeat the "
+                   "option or separate with commas (default: the config's formats).")
+@click.option("--target", type=click.Choice(["ice40-up5k", "ecp5-25k", "ecp5-45k", "ecp5-85k"]),
+              help="FPGA part to synthesise for (required unless --no-synth).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for sweep.csv, pareto.png and points/<id>/ (created if missing).")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Points evaluated in parallel (default: CPUs, at most one per 2 GB of free memory; "
+                   "1 with --no-synth).")
+@click.option("--seed", default=1, show_default=True, type=int,
+              help="Seed of the accuracy inputs and of nextpnr's placement.")
+@click.option("--no-synth", is_flag=True, help="Estimate and accuracy only (no Yosys/nextpnr).")
+def sweep(config, pe, simd, formats, target, out, jobs, seed, no_synth):
+    """Sweep PE x SIMD x formats: cycles, resources, Fmax and error vs float per point.
+
+    CONFIG is a model TOML or a built-in example. Each point is rebuilt with its parallelism and
+    formats, estimated (cycles per timestep, multipliers, ROM bits), checked for accuracy (max
+    |h_fixed - h_float| of the bit-exact golden model over 4 random sequences of 50 steps) and,
+    unless --no-synth, synthesised into OUTPUT/points/<id>/. Impossible points (e.g. a PE count
+    that does not divide H), designs that do not fit and tool errors are reported as failed rows;
+    they do not stop the sweep. Writes OUTPUT/sweep.csv and OUTPUT/pareto.png (latency per
+    timestep vs DSPs and vs logic cells, coloured by the error, with the Pareto front).
+
+    Exit codes: 0 if at least one point succeeded, 1 if all failed, 2 for bad input.
+    """
+    from rnnaccel.scripts import flow
+    from rnnaccel.scripts import sweep as sw
+    if target is None and not no_synth:
+        raise _Fail("--target is required unless --no-synth is given")
+    try:
+        model = flow.resolve_model(config)
+        specs = [s.strip() for f in formats for s in f.split(",") if s.strip()]
+        sets = ([sw.resolve_formats(s) for s in specs] if specs
+                else [sw.FormatsSet("config", model.formats, "config")])
+    except (ConfigError, ValueError, OSError) as e:
+        raise _Fail(_one_line(e)) from None
+    pes, simds = pe or [model.pe], simd or [model.simd]
+    points = sw.make_points(pes, simds, sets)
+    if out.exists() and not out.is_dir():
+        raise _Fail(f"output {str(out)!r} exists and is not a directory")
+    jobs = jobs or sw.default_jobs(len(points), not no_synth)
+    _status(f"sweep of {model.name}: {len(points)} points ({len(pes)} PE x {len(simds)} SIMD x {len(sets)} "
+            f"formats), {'no synthesis' if no_synth else f'synthesis for {target}'}, {jobs} parallel job(s)")
+    try:
+        rows = sw.run_sweep(model, points, out, target, synth=not no_synth, jobs=jobs, seed=seed,
+                            progress=click.echo)
+    except (ValueError, TypeError, OSError) as e:
+        raise _Fail(_one_line(e)) from None
+    csv_path = sw.write_csv(rows, out / "sweep.csv")
+    title = (f"{model.name}: {model.cell.upper()} X={model.input_size} H={model.hidden_size}"
+             + (f", {target}" if target and not no_synth else ", analytic estimate (no synthesis)"))
+    png = sw.plot_pareto(rows, out / "pareto.png", title=title)
+    ok = [r for r in rows if r["status"] == "ok"]
+    click.echo(f"{len(ok)} of {len(rows)} points succeeded; wrote {csv_path} and {png}")
+    if ok:
+        xkey = "dsp_used" if all(r.get("dsp_used") is not None for r in ok) else "multipliers_predicted"
+        ykey = ("latency_us_per_step" if all(r.get("latency_us_per_step") is not None for r in ok)
+                else "cycles_per_timestep")
+        front = sw.pareto_front([r[xkey] for r in ok], [r[ykey] for r in ok])
+        click.echo(f"Pareto front ({ykey} vs {xkey}): " + ", ".join(ok[i]["id"] for i in front))
+    sys.exit(0 if ok else EXIT_FAIL)
+
+
+@main.command()
+@click.option("--target", default="all", show_default=True, type=click.Choice(["ice40-up5k", "ecp5-85k", "all"]),
+              help="Reference point(s) to synthesise.")
+@click.option("--seed", default=1, show_default=True, type=int, help="nextpnr placement seed.")
+@click.option("--weights", default="random", show_default=True, type=click.Choice(["random", "example"]),
+              help="Random weights in [-0.3, 0.3] (seed 0), or the built-in example count_mod4.")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Targets synthesised in parallel (default: CPUs, at most one per 2 GB of free memory).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for bench.json and the synthesis files (OUTPUT/<target>/).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table.")
+def bench(target, seed, weights, jobs, out, as_json):
+    """The issue's reference figures: X = H = 32 16-bit LSTM against its Fmax goals.
+
+    UP5K: PE=2 SIMD=4 (PE*SIMD = 8), goal fits and Fmax >= 48 MHz; ECP5-85k: PE=8 SIMD=4
+    (PE*SIMD = 32), goal fits and Fmax >= 150 MHz. Prints fits, Fmax vs goal, DSPs used vs
+    predicted vs available, LUT/LC, BRAM, cycles and microseconds per timestep, and PASS/FAIL
+    per goal; writes OUTPUT/bench.json. Takes minutes (ECP5-85k about 10).
+
+    Exit codes: 0 if every goal passes, 1 if any goal fails (or a tool fails), 2 for bad input.
+    """
+    from rnnaccel.scripts import bench as bn
+    targets = list(bn.REFERENCE) if target == "all" else [target]
+    if out.exists() and not out.is_dir():
+        raise _Fail(f"output {str(out)!r} exists and is not a directory")
+    try:
+        report = bn.run_bench(targets, out, seed=seed, weights=weights, jobs=jobs, progress=_status)
+    except (ConfigError, ValueError, OSError) as e:
+        raise _Fail(_one_line(e)) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(bn.format_table(report))
+        click.echo(f"wrote {out / bn.BENCH_FILE}")
+    sys.exit(0 if report["passed"] else EXIT_FAIL)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ from typing import Callable
 import numpy as np
 
 from rnnaccel.golden.fixed import SaturationCounter, to_float
-from rnnaccel.golden.lstm import quantize_input, quantized_parameters, run_codes
+from rnnaccel.golden.fixed import quantize
+from rnnaccel.golden.layer import quantized_parameters
 from rnnaccel.golden.model import ConfigError, Model, load, save
-from rnnaccel.golden.reference import lstm_float
+from rnnaccel.golden.network import head_parameters, quantize_input, run_codes
+from rnnaccel.golden.reference import network_float
 from rnnaccel.sim.vectors import bus_width, save_vectors
 
 __all__ = ["generate", "simulate", "resolve_model", "example_names", "example_of", "SUMMARY_FILE",
@@ -66,7 +68,8 @@ def example_of(model: Model) -> str | None:
     ref = ex.load(model.name)
     if (ref.cell, ref.input_size, ref.hidden_size) != (model.cell, model.input_size, model.hidden_size):
         return None
-    if all(np.array_equal(ref.weights[k], model.weights[k]) for k in ref.weights):
+    if set(ref.weights) == set(model.weights) and all(np.array_equal(ref.weights[k], model.weights[k])
+                                                      for k in ref.weights):
         return model.name
     return None
 
@@ -144,6 +147,9 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     """
     say = status or (lambda s: None)
     model = resolve_model(model)
+    if model.bidirectional and max_len > model.max_len and inputs is None:
+        raise ValueError(f"max_len = {max_len} exceeds the bidirectional model's sequence buffers "
+                         f"(hardware.max_len = {model.max_len}); use --max-len <= {model.max_len}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output {str(out)!r} exists and is not a directory")
@@ -159,9 +165,13 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
         for i, x in enumerate(xs):
             if x.ndim != 2 or x.shape[1] != model.input_size or x.shape[0] < 1:
                 raise ValueError(f"inputs[{i}] has shape {x.shape}; expected (T >= 1, {model.input_size})")
+            if model.bidirectional and len(x) > model.max_len:
+                raise ValueError(f"inputs[{i}] has {len(x)} steps, more than the bidirectional model's "
+                                 f"sequence buffers hold (hardware.max_len = {model.max_len})")
 
     from rnnaccel.hdl.export import to_verilog
-    from rnnaccel.hdl.perf import estimate
+    from rnnaccel.hdl.perf import estimate, sequence_cycles
+    from rnnaccel.hdl.top import in_payload_bits
 
     t0 = time.monotonic()
     say(f"generating Verilog for {model.name} (X={model.input_size}, H={model.hidden_size}, "
@@ -172,17 +182,37 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     t_verilog = time.monotonic() - t0
 
     say(f"running the golden model on {len(xs)} sequences ({sum(len(x) for x in xs)} timesteps)")
-    counter = SaturationCounter(quantized_parameters(model).saturation)
-    x_codes, h_codes, h_float = [], [], []
+    counter = SaturationCounter()
+    for layer in (lay for directions in model.layers() for lay in directions):
+        counter.update(quantized_parameters(layer).saturation)
+    if model.head_size:
+        counter.update(head_parameters(model)[2])
+    n_states = model.num_layers * model.directions
+    rng = np.random.default_rng(seed + 1)
+    x_codes, h_codes, h_float, h0s, c0s = [], [], [], [], []
     for x in xs:
         xq = quantize_input(x, model, counter)
         x_codes.append(xq)
-        h_codes.append(run_codes(model, xq, counter).h_codes)
-        h_float.append(lstm_float(model, x)[0])
+        h0 = c0 = h0q = c0q = None
+        if model.initial_state:
+            # Initial states of the test vectors: uniform in [-0.5, 0.5] (h) and [-1, 1] (c).
+            h0 = rng.uniform(-0.5, 0.5, (n_states, model.state_size))
+            h0q = quantize(h0, model.formats.data, "RND", "SAT", counter=counter, tag="h0")
+            h0s.append(h0q)
+            if model.cell_spec.has_cell_state:
+                c0 = rng.uniform(-1.0, 1.0, (n_states, model.hidden_size))
+                c0q = quantize(c0, model.formats.cell, "RND", "SAT", counter=counter, tag="c0")
+                c0s.append(c0q)
+        h_codes.append(run_codes(model, xq, counter, h0=h0q, c0=c0q).h_codes)
+        h_float.append(network_float(model, x, h0, c0)[0])
     lengths = np.array([len(x) for x in xs], dtype=np.int64)
+    out_lengths = np.array([len(h) for h in h_codes], dtype=np.int64)
+    seq_cycles = np.array([sequence_cycles(model, int(T)) for T in lengths], dtype=np.int64)
     x_codes, h_codes = np.concatenate(x_codes), np.concatenate(h_codes)
     x_float, h_float = np.concatenate(xs), np.concatenate(h_float)
-    save_vectors(out / "vectors.npz", x_codes, lengths, h_codes, x_float, h_float)
+    save_vectors(out / "vectors.npz", x_codes, lengths, h_codes, x_float, h_float, out_lengths=out_lengths,
+                 h0_codes=np.array(h0s) if h0s else None, c0_codes=np.array(c0s) if c0s else None,
+                 seq_cycles=seq_cycles)
     err = np.abs(to_float(h_codes, model.formats.data) - h_float)
 
     perf = estimate(model)
@@ -190,14 +220,15 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     summary = {
         "model": model.summary(),
         "perf": perf,
-        "axis": {"s_axis_tdata_width": bus_width(model.input_size, w),
-                 "m_axis_tdata_width": bus_width(model.hidden_size, w)},
+        "axis": {"s_axis_tdata_width": -(-in_payload_bits(model) // 8) * 8,
+                 "m_axis_tdata_width": bus_width(model.output_size, w)},
         "vectors": {
             "sequences": int(len(lengths)), "timesteps": int(lengths.sum()),
             "min_len": int(lengths.min()), "max_len": int(lengths.max()),
             "seed": seed, "source": source,
             "x_abs_max": float(np.abs(x_float).max()),
-            "steady_state_cycles": int(lengths.sum()) * perf["cycles_per_timestep"],
+            "outputs": int(out_lengths.sum()),
+            "steady_state_cycles": int(seq_cycles.sum()),
         },
         "golden": {
             "saturation": {k: int(v) for k, v in sorted(counter.items()) if v},

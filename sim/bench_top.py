@@ -118,8 +118,8 @@ class Scoreboard:
         self.v = vectors
         self.fmt = fmt
         self.hidden = hidden
-        self.seq_of_step = np.repeat(np.arange(vectors.sequences), vectors.lengths)
-        self.step_in_seq = np.arange(vectors.timesteps) - vectors.offsets[self.seq_of_step]
+        self.seq_of_step = np.repeat(np.arange(vectors.sequences), vectors.out_lengths)
+        self.step_in_seq = np.arange(vectors.out_timesteps) - vectors.out_offsets[self.seq_of_step]
         self.mismatches = 0          # timesteps whose h_t differs (or is missing / extra)
         self.element_mismatches = 0
         self.tlast_errors = 0
@@ -134,7 +134,7 @@ class Scoreboard:
         got[np.asarray(unknown, dtype=bool)] = UNKNOWN
         n = min(len(got), len(steps))
         exp = self.v.h_codes[steps[:n]]
-        exp_last = self.v.last_flags()[steps[:n]]
+        exp_last = self.v.out_last_flags()[steps[:n]]
         diff = got[:n] != exp
         bad_steps = np.flatnonzero(diff.any(axis=1))
         self.mismatches += len(bad_steps)
@@ -169,16 +169,13 @@ class Scoreboard:
             self.max_abs_error_vs_float = max(self.max_abs_error_vs_float, float(err.max()))
 
 
-def _frames(vectors, x_fmt: QFormat, byte_lanes: int, seqs) -> list[AxiStreamFrame]:
-    """One frame per sequence; each beat is ``byte_lanes`` little-endian bytes of the packed vector."""
-    mask = (1 << x_fmt.width) - 1
+def _frames(vectors, x_fmt: QFormat, byte_lanes: int, seqs, cell_width: int) -> list[AxiStreamFrame]:
+    """One frame per sequence; each beat is ``byte_lanes`` little-endian bytes of the packed input
+    (``x_t``, then the sequence's initial states if the model takes them)."""
     frames = []
     for s in seqs:
         buf = bytearray()
-        for row in vectors.x_codes[vectors.sequence(s)].tolist():
-            v = 0
-            for k, c in enumerate(row):
-                v |= (c & mask) << (k * x_fmt.width)
+        for v in vectors.input_rows(s, x_fmt.width, cell_width):
             buf += v.to_bytes(byte_lanes, "little")
         frames.append(AxiStreamFrame(bytes(buf)))
     return frames
@@ -217,17 +214,22 @@ async def test_top(dut):
 
     summary = json.loads((build / "summary.json").read_text())
     m = summary["model"]
-    X, H = int(m["input_size"]), int(m["hidden_size"])
+    X, Y = int(m["input_size"]), int(m.get("output_size", m["hidden_size"]))
     fmt = QFormat.parse(m["formats"]["data"])
-    cpt_model = int(summary["perf"]["cycles_per_timestep"])
+    cell_width = QFormat.parse(m["formats"]["cell"]).width
+    cpt_model = summary["perf"].get("cycles_per_timestep")      # None: bidirectional (whole sequences)
     vectors = load_vectors(build)
     S = vectors.sequences
+    seq_cycles = (vectors.seq_cycles if vectors.seq_cycles is not None
+                  else np.asarray(vectors.lengths) * int(cpt_model))
 
     in_width, out_width = len(dut.s_axis_tdata), len(dut.m_axis_tdata)
+    assert in_width == int(summary["axis"]["s_axis_tdata_width"]), \
+        f"s_axis_tdata is {in_width} bits; summary.json says {summary['axis']['s_axis_tdata_width']}"
     assert in_width >= X * fmt.width and in_width % 8 == 0, \
         f"s_axis_tdata is {in_width} bits; expected X*W = {X}*{fmt.width} padded to whole bytes"
-    assert out_width >= H * fmt.width and out_width % 8 == 0, \
-        f"m_axis_tdata is {out_width} bits; expected H*W = {H}*{fmt.width} padded to whole bytes"
+    assert out_width >= Y * fmt.width and out_width % 8 == 0, \
+        f"m_axis_tdata is {out_width} bits; expected Y*W = {Y}*{fmt.width} padded to whole bytes"
 
     impl = "gpi" if "icarus" in cocotb.SIM_NAME.lower() else None
     Clock(dut.clk, CLOCK_NS, unit="ns", **({"impl": impl} if impl else {})).start()
@@ -248,7 +250,7 @@ async def test_top(dut):
 
     monitor = HandshakeMonitor(dut)
     cocotb.start_soon(monitor.run())
-    board = Scoreboard(vectors, fmt, H)
+    board = Scoreboard(vectors, fmt, Y)
     errors: list[str] = []
 
     # -- phase 1: all sequences back to back, idles and backpressure -------------------------------
@@ -256,21 +258,21 @@ async def test_top(dut):
     source.set_pause_generator(_pauses(random.Random(rng.random()), idle))
     sink.set_pause_generator(_pauses(random.Random(rng.random()), backpressure))
     slow = 1.0 / max(1e-3, (1 - idle) * (1 - backpressure))
-    budgets = [int(4 * slow * (int(T) + 1) * cpt_model) + 500 for T in vectors.lengths]
+    budgets = [int(4 * slow * int(c) * (1 + 1 / max(1, int(T)))) + 500 for c, T in zip(seq_cycles, vectors.lengths)]
     t0 = get_sim_time("ns")
-    for f in _frames(vectors, fmt, in_width // 8, range(S)):
+    for f in _frames(vectors, fmt, in_width // 8, range(S), cell_width):
         source.send_nowait(f)
     progress = Path(os.environ["RNNACCEL_PROGRESS"]) if os.environ.get("RNNACCEL_PROGRESS") else None
     frame_bytes, err = await _receive(sink, S, budgets, progress, "check phase")
     if err:
         errors.append(err)
     check_cycles = round((get_sim_time("ns") - t0) / CLOCK_NS)
-    await ClockCycles(dut.clk, 2 * cpt_model)     # anything extra would show up here
+    await ClockCycles(dut.clk, 2 * int(max(seq_cycles) / max(1, min(vectors.lengths))) + 10)   # extra beats show here
     n1 = len(monitor)
-    board.check(monitor.data[:n1], monitor.last[:n1], np.arange(vectors.timesteps), "check")
+    board.check(monitor.data[:n1], monitor.last[:n1], np.arange(vectors.out_timesteps), "check")
     beat_bytes = out_width // 8
-    bad_frames = [{"sequence": i, "beats": b // beat_bytes, "expected": int(vectors.lengths[i])}
-                  for i, b in enumerate(frame_bytes) if b // beat_bytes != vectors.lengths[i]]
+    bad_frames = [{"sequence": i, "beats": b // beat_bytes, "expected": int(vectors.out_lengths[i])}
+                  for i, b in enumerate(frame_bytes) if b // beat_bytes != vectors.out_lengths[i]]
     if bad_frames:
         errors.append(f"{len(bad_frames)} frame(s) with tlast at the wrong step, first {bad_frames[0]}")
 
@@ -280,38 +282,50 @@ async def test_top(dut):
     source.pause = False
     sink.pause = False
     await ClockCycles(dut.clk, 2)
-    tp_seqs = list(range(min(n_tp, S)))
+    # Copies of sequence 0 back to back: every interval between outputs of a frame is the model's
+    # cycles per timestep (unidirectional, every step streamed), and consecutive frames end
+    # sequence_cycles(T) apart (all models).
+    tp_seqs = [0] * (n_tp if S else 0)
     intervals: list[int] = []
     within: list[int] = []
-    across: list[int] = []
+    periods: list[int] = []
+    period_model = int(seq_cycles[0]) if S else None
     if tp_seqs and not errors:
         start = len(monitor)
-        for f in _frames(vectors, fmt, in_width // 8, tp_seqs):
+        for f in _frames(vectors, fmt, in_width // 8, tp_seqs, cell_width):
             source.send_nowait(f)
-        _, err = await _receive(sink, len(tp_seqs), [int(2 * (int(vectors.lengths[s]) + 1) * cpt_model) + 500
-                                                     for s in tp_seqs], progress, "throughput phase")
+        _, err = await _receive(sink, len(tp_seqs), [int(2 * int(seq_cycles[0]) * (1 + 1 / int(vectors.lengths[0])))
+                                                     + 500 for _ in tp_seqs], progress, "throughput phase")
         if err:
             errors.append("throughput phase: " + err)
         await ClockCycles(dut.clk, 2)
-        steps = np.concatenate([np.arange(vectors.sequence(s).start, vectors.sequence(s).stop) for s in tp_seqs])
+        sl = vectors.out_sequence(0)
+        steps = np.concatenate([np.arange(sl.start, sl.stop) for _ in tp_seqs])
         board.check(monitor.data[start:], monitor.last[start:], steps, "throughput")
         cyc = monitor.cycles[start:]
         lasts = monitor.last[start:]
+        ends = [c for c, last in zip(cyc, lasts) if last]
+        periods = [b - a for a, b in zip(ends, ends[1:])]
         for i in range(1, len(cyc)):
             d = cyc[i] - cyc[i - 1]
             intervals.append(d)
-            (across if lasts[i - 1] else within).append(d)
+            if not lasts[i - 1]:
+                within.append(d)
 
     def stats(xs):
         return {"min": min(xs), "max": max(xs), "mean": sum(xs) / len(xs), "samples": len(xs)} if xs else None
 
-    cpt = stats(intervals)
-    if cpt is None and not errors:
-        errors.append("throughput phase produced fewer than two output beats")
-    elif cpt and not cpt["min"] == cpt["max"] == cpt_model:
+    cpt = stats(intervals) if cpt_model is not None and m.get("outputs", "sequence") == "sequence" else None
+    per = stats(periods)
+    if per is None and not errors and len(tp_seqs) >= 2:
+        errors.append("throughput phase produced fewer than two frames")
+    elif per and not per["min"] == per["max"] == period_model:
+        errors.append(f"cycles per sequence of {int(vectors.lengths[0])} steps measured {per['min']}..{per['max']}, "
+                      f"model {period_model}")
+    if cpt and not cpt["min"] == cpt["max"] == cpt_model:
         errors.append(f"cycles per timestep measured {cpt['min']}..{cpt['max']}, model {cpt_model}")
     if board.mismatches:
-        errors.append(f"{board.mismatches} timestep(s) differ from the golden model")
+        errors.append(f"{board.mismatches} output(s) differ from the golden model")
     if board.tlast_errors:
         errors.append(f"{board.tlast_errors} beat(s) with wrong tlast")
 
@@ -332,7 +346,10 @@ async def test_top(dut):
         "cycles_per_timestep_max": cpt["max"] if cpt else None,
         "cycles_per_timestep_model": cpt_model,
         "cycles_per_timestep_within_frames": stats(within),
-        "cycles_per_timestep_across_frames": stats(across),
+        "cycles_per_sequence": per["min"] if per and per["min"] == per["max"] else (per["mean"] if per else None),
+        "cycles_per_sequence_model": period_model,
+        "throughput_steps": int(vectors.lengths[0]) if S else None,
+        "outputs": vectors.out_timesteps,
         "throughput_sequences": len(tp_seqs),
         "max_abs_error_vs_float": board.max_abs_error_vs_float if vectors.h_float is not None else None,
         "check_phase_cycles": check_cycles,

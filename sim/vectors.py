@@ -7,15 +7,21 @@ array        shape             meaning
 ===========  ================  ===========================================================
 ``x_codes``  (sum T, X) int64  input codes (format ``data``), all sequences concatenated
 ``lengths``  (S,) int64        steps ``T`` of each sequence
-``h_codes``  (sum T, H) int64  expected ``h_t`` codes: the golden integer model, each
-                               sequence run from zero state
+``h_codes``  (sum U, Y) int64  expected output codes (the golden integer model): ``U = T`` per
+                               sequence, or 1 with ``outputs = "last"``; ``Y = output_size``
+``out_lengths`` (S,) int64     ``U`` of each sequence (optional; default ``lengths``)
+``h0_codes`` (S, L*D, P) int64 initial states per sequence (optional; models with ``initial_state``)
+``c0_codes`` (S, L*D, H) int64 initial cell states per sequence (optional; LSTMs with ``initial_state``)
+``seq_cycles`` (S,) int64      analytic cycles of each sequence back to back (optional)
 ``x_float``  (sum T, X)        float inputs before quantisation
-``h_float``  (sum T, H)        float reference (PyTorch semantics) of ``h_t``
+``h_float``  (sum U, Y)        float reference (PyTorch semantics) of the outputs
 ===========  ================  ===========================================================
 
 Stream packing (both directions): one beat is one vector; element ``k`` of width ``W`` sits at
 bits ``[k*W + W-1 : k*W]`` in two's complement, and the bus is padded with zeros to a whole
-number of bytes.
+number of bytes. With initial states, every input beat of a sequence carries, after ``x_t``, the
+sequence's ``h0`` (layer-major, element by element, ``data`` width) and then ``c0`` (``cell`` width);
+the hardware reads them on the first beat.
 """
 
 from __future__ import annotations
@@ -76,6 +82,50 @@ class Vectors:
     h_codes: np.ndarray
     x_float: np.ndarray | None = None
     h_float: np.ndarray | None = None
+    out_lengths: np.ndarray | None = None
+    h0_codes: np.ndarray | None = None
+    c0_codes: np.ndarray | None = None
+    seq_cycles: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.out_lengths is None:
+            self.out_lengths = np.asarray(self.lengths, dtype=np.int64)
+
+    @property
+    def out_offsets(self) -> np.ndarray:
+        """Index of the first output of each sequence in ``h_codes`` (length S + 1)."""
+        return np.concatenate([[0], np.cumsum(self.out_lengths)]).astype(np.int64)
+
+    @property
+    def out_timesteps(self) -> int:
+        return int(np.sum(self.out_lengths))
+
+    def out_sequence(self, s: int) -> slice:
+        o = self.out_offsets
+        return slice(int(o[s]), int(o[s + 1]))
+
+    def out_last_flags(self) -> np.ndarray:
+        """Expected ``tlast`` of every output beat: true at the last output of each sequence."""
+        flags = np.zeros(self.out_timesteps, dtype=bool)
+        flags[self.out_offsets[1:] - 1] = True
+        return flags
+
+    def input_rows(self, s: int, data_width: int, cell_width: int | None = None) -> list[int]:
+        """The input beats of sequence ``s`` as integers: ``x_t``, then ``h0`` and ``c0`` if present."""
+        rows = []
+        extra, shift = 0, 0
+        if self.h0_codes is not None:
+            for c in np.asarray(self.h0_codes[s]).reshape(-1).tolist():
+                extra |= (c & ((1 << data_width) - 1)) << shift
+                shift += data_width
+        if self.c0_codes is not None:
+            for c in np.asarray(self.c0_codes[s]).reshape(-1).tolist():
+                extra |= (c & ((1 << cell_width) - 1)) << shift
+                shift += cell_width
+        x_bits = self.x_codes.shape[1] * data_width
+        for v in pack_beats(self.x_codes[self.sequence(s)], data_width):
+            rows.append(v | (extra << x_bits))
+        return rows
 
     @property
     def offsets(self) -> np.ndarray:
@@ -101,10 +151,18 @@ class Vectors:
         return flags
 
 
-def save_vectors(path, x_codes, lengths, h_codes, x_float=None, h_float=None) -> Path:
+_OPTIONAL_INT = ("out_lengths", "h0_codes", "c0_codes", "seq_cycles")
+
+
+def save_vectors(path, x_codes, lengths, h_codes, x_float=None, h_float=None, **optional) -> Path:
+    """Write ``vectors.npz``; ``optional`` takes ``out_lengths``, ``h0_codes``, ``c0_codes``, ``seq_cycles``."""
     path = Path(path)
     arrays = {"x_codes": np.asarray(x_codes, dtype=np.int64), "lengths": np.asarray(lengths, dtype=np.int64),
               "h_codes": np.asarray(h_codes, dtype=np.int64)}
+    unknown = sorted(set(optional) - set(_OPTIONAL_INT))
+    if unknown:
+        raise TypeError(f"save_vectors: unknown arrays {unknown}")
+    arrays |= {k: np.asarray(v, dtype=np.int64) for k, v in optional.items() if v is not None}
     if x_float is not None:
         arrays["x_float"] = np.asarray(x_float, dtype=np.float64)
     if h_float is not None:
@@ -122,8 +180,9 @@ def load_vectors(path) -> Vectors:
         v = Vectors(npz["x_codes"].astype(np.int64), npz["lengths"].astype(np.int64),
                     npz["h_codes"].astype(np.int64),
                     npz["x_float"] if "x_float" in npz.files else None,
-                    npz["h_float"] if "h_float" in npz.files else None)
-    if v.x_codes.shape[0] != v.timesteps or v.h_codes.shape[0] != v.timesteps:
+                    npz["h_float"] if "h_float" in npz.files else None,
+                    **{k: npz[k].astype(np.int64) for k in _OPTIONAL_INT if k in npz.files})
+    if v.x_codes.shape[0] != v.timesteps or v.h_codes.shape[0] != v.out_timesteps:
         raise ValueError(f"{path}: x_codes has {v.x_codes.shape[0]} rows and h_codes {v.h_codes.shape[0]}, "
-                         f"but the lengths add up to {v.timesteps} steps")
+                         f"but the lengths add up to {v.timesteps} steps and {v.out_timesteps} outputs")
     return v
