@@ -26,7 +26,7 @@ from .layer import quantized_parameters, run_layer
 from .model import Model
 from .mvu import matrix_vector
 
-__all__ = ["GoldenResult", "quantize_input", "head_parameters", "dense_head", "run_codes", "run",
+__all__ = ["GoldenResult", "quantize_input", "head_parameters", "dense_head", "run_codes", "run", "parameter_saturation",
            "initial_state_formats"]
 
 
@@ -41,7 +41,7 @@ class GoldenResult:
         (``[forward; backward]``), or the dense head's outputs.
     c_codes : numpy.ndarray of int64, shape (T, H), or None
         Cell states (format ``cell``) of the last layer's forward direction, for LSTMs.
-    final_h, final_c : numpy.ndarray of int64, shape (num_layers * directions, H)
+    final_h, final_c : numpy.ndarray of int64, shape (num_layers * directions, state_size / H)
         States after the sequence, PyTorch's ``h_n`` / ``c_n`` order (``final_c`` None without a cell
         state). A backward direction's final state is the one after time step 0.
     layer_outputs : list of numpy.ndarray
@@ -101,16 +101,15 @@ def dense_head(y, model: Model, counter=None) -> np.ndarray:
                       counter=counter, tag="head")
 
 
-def _states(value, model: Model, fmt, what: str):
+def _states(value, model: Model, fmt, what: str, size: int):
     n = model.num_layers * model.directions
     if value is None:
         return [None] * n
     a = np.asarray(value, dtype=np.int64)
-    if a.shape == (model.hidden_size,) and n == 1:
+    if a.shape == (size,) and n == 1:
         a = a[None]
-    if a.shape != (n, model.hidden_size):
-        raise ValueError(f"{what} must have shape ({n}, {model.hidden_size}) (layers x directions, hidden), "
-                         f"got {a.shape}")
+    if a.shape != (n, size):
+        raise ValueError(f"{what} must have shape ({n}, {size}) (layers x directions, state), got {a.shape}")
     if not fmt.contains(a).all():
         raise ValueError(f"{what} codes outside the format {fmt}")
     return list(a)
@@ -122,6 +121,19 @@ def initial_state_formats(model: Model) -> dict:
     if model.cell_spec.has_cell_state:
         out["c0"] = model.formats.cell
     return out
+
+
+def parameter_saturation(model: Model) -> SaturationCounter:
+    """Saturation events of quantising every parameter of the model (weights, biases, projections, head)."""
+    counter = SaturationCounter()
+    for layer in (lay for directions in model.layers() for lay in directions):
+        counter.update(quantized_parameters(layer).saturation)
+        if layer.proj_size:
+            from .projected import projection_parameters
+            counter.update(projection_parameters(layer).saturation)
+    if model.head_size:
+        counter.update(head_parameters(model)[2])
+    return counter
 
 
 def run_codes(model: Model, x_codes, counter=None, *, h0=None, c0=None) -> GoldenResult:
@@ -138,9 +150,9 @@ def run_codes(model: Model, x_codes, counter=None, *, h0=None, c0=None) -> Golde
     if not model.formats.data.contains(x_codes).all():
         raise ValueError(f"input codes outside the data format {model.formats.data}")
     counter = SaturationCounter() if counter is None else counter
-    h0s = _states(h0, model, model.formats.data, "h0")
-    c0s = _states(c0, model, model.formats.cell, "c0")
-    H, T = model.hidden_size, len(x_codes)
+    h0s = _states(h0, model, model.formats.data, "h0", model.state_size)
+    c0s = _states(c0, model, model.formats.cell, "c0", model.hidden_size)
+    H, P, T = model.hidden_size, model.state_size, len(x_codes)
     seq = x_codes
     final_h, final_c, layer_outputs, c_codes = [], [], [], None
     for k, directions in enumerate(model.layers()):
@@ -149,7 +161,7 @@ def run_codes(model: Model, x_codes, counter=None, *, h0=None, c0=None) -> Golde
             i = k * model.directions + d
             inp = seq if d == 0 else seq[::-1]
             hs, cs = run_layer(layer, inp, h0s[i], c0s[i], counter)
-            final_h.append(hs[-1] if T else (h0s[i] if h0s[i] is not None else np.zeros(H, np.int64)))
+            final_h.append(hs[-1] if T else (h0s[i] if h0s[i] is not None else np.zeros(P, np.int64)))
             if cs is not None:
                 final_c.append(cs[-1] if T else (c0s[i] if c0s[i] is not None else np.zeros(H, np.int64)))
             if d == 0 and k == model.num_layers - 1:
@@ -171,11 +183,7 @@ def run(model: Model, x, *, h0=None, c0=None) -> GoldenResult:
     ``h0`` / ``c0`` are float initial states (num_layers * directions, H), quantised to ``data`` /
     ``cell``. ``result.saturation`` counts overflow events of the input, the parameters and every step.
     """
-    counter = SaturationCounter()
-    for layer in (lay for directions in model.layers() for lay in directions):
-        counter.update(quantized_parameters(layer).saturation)
-    if model.head_size:
-        counter.update(head_parameters(model)[2])
+    counter = parameter_saturation(model)
     xq = quantize_input(x, model, counter)
     h0q = None if h0 is None else quantize(h0, model.formats.data, "RND", "SAT", counter=counter, tag="h0")
     c0q = None if c0 is None else quantize(c0, model.formats.cell, "RND", "SAT", counter=counter, tag="c0")

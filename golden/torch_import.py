@@ -74,8 +74,6 @@ def _from_module(module, cell, nonlinearity):
         hint = "; pass it as head= beside the recurrent module" if isinstance(module, torch.nn.Linear) else ""
         raise ConfigError(f"from_torch: cannot map a {kind} module; supported: {_SUPPORTED}{hint}")
     found = _MODES[module.mode]
-    if getattr(module, "proj_size", 0):
-        raise ConfigError(f"from_torch: proj_size = {module.proj_size} is not supported yet; use proj_size=0")
     if cell is not None and cell != found:
         raise ConfigError(
             f"from_torch: cell = {cell!r} does not match the {kind} module (cell {found!r}); cell= only "
@@ -92,7 +90,10 @@ def _from_module(module, cell, nonlinearity):
             # getattr rather than state_dict(): also right for parametrised weights (weight_norm, ...)
             t = getattr(module, p + sfx, None) if (module.bias or p.startswith("weight")) else None
             weights[p + sfx] = np.zeros(rows) if t is None else _to_numpy(t)
-    return found, X, H, L, bidir, weights
+        P = getattr(module, "proj_size", 0)
+        if P:
+            weights["weight_hr" + sfx] = _to_numpy(getattr(module, "weight_hr" + sfx))
+    return found, X, H, L, bidir, weights, getattr(module, "proj_size", 0)
 
 
 # -- state_dicts --------------------------------------------------------------------------------------
@@ -108,15 +109,17 @@ def _from_state_dict(sd, cell, nonlinearity):
             f"(weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k>, each optionally with _reverse) and "
             f"head.weight / head.bias. Pass the recurrent module's own state_dict (e.g. net.rnn.state_dict()) "
             f"and its Linear as head=")
-    proj = sorted(k for k in keys if k.startswith("weight_hr"))
-    if proj:
-        raise ConfigError(f"from_torch: state_dict has {proj} (an LSTM with proj_size > 0): proj_size is not "
-                          f"supported yet; use proj_size=0")
     w_ih, w_hh = _to_numpy(sd["weight_ih_l0"]), _to_numpy(sd["weight_hh_l0"])
     if w_hh.ndim != 2 or w_ih.ndim != 2 or w_hh.shape[1] == 0:
         raise ConfigError(f"from_torch: weight_ih_l0 / weight_hh_l0 have shapes {w_ih.shape} / {w_hh.shape}; "
                           f"expected 2-D (gate_blocks * hidden_size, input_size) / (..., hidden_size)")
-    H = w_hh.shape[1]
+    H, P = w_hh.shape[1], 0
+    if "weight_hr_l0" in sd:        # an LSTM with proj_size: weight_hr (P, H), weight_hh (4H, P)
+        w_hr = _to_numpy(sd["weight_hr_l0"])
+        if w_hr.ndim != 2 or w_hr.shape[0] != w_hh.shape[1]:
+            raise ConfigError(f"from_torch: weight_hr_l0 has shape {w_hr.shape}; with weight_hh_l0 {w_hh.shape} "
+                              f"it must be (proj_size, hidden_size) = ({w_hh.shape[1]}, hidden_size)")
+        P, H = w_hr.shape
     blocks = w_hh.shape[0] // H if w_hh.shape[0] % H == 0 else None
     if blocks not in (1, 3, 4):
         raise ConfigError(
@@ -151,7 +154,7 @@ def _from_state_dict(sd, cell, nonlinearity):
     if not any(k.startswith("bias_") for k in keys):      # an nn.* created with bias=False
         for sfx in _suffixes(L, bidir):
             weights |= {f"bias_ih{sfx}": np.zeros(rows), f"bias_hh{sfx}": np.zeros(rows)}
-    return cell, w_ih.shape[1], H, L, bidir, weights
+    return cell, w_ih.shape[1], H, L, bidir, weights, P
 
 
 # -- head ---------------------------------------------------------------------------------------------
@@ -193,7 +196,8 @@ def from_torch(module, *, formats: Formats | dict | None = None, pe: int = 1, si
         change the weights (the accelerator streams one timestep after the other either way).
         ``dropout`` between layers acts only in training, so it is ignored: the model is the module in
         ``eval()`` mode. ``bias=False`` gives zero biases. ``nn.RNN`` maps to cell ``"rnn_tanh"`` or
-        ``"rnn_relu"`` after its ``nonlinearity``. ``proj_size > 0`` is not supported yet.
+        ``"rnn_relu"`` after its ``nonlinearity``. An ``nn.LSTM`` with ``proj_size > 0`` keeps it
+        (``weight_hr_l{k}``; the head then reads ``proj_size * directions`` values).
 
         An ``nn.Sequential(rnn)`` or ``nn.Sequential(rnn, nn.Linear)`` is taken as a container of the
         recurrent module and its head (PyTorch itself cannot run it, since the recurrent module returns
@@ -230,7 +234,7 @@ def from_torch(module, *, formats: Formats | dict | None = None, pe: int = 1, si
     Raises
     ------
     ConfigError
-        For what it cannot map (other module types, ``proj_size > 0``, a head whose ``in_features`` do
+        For what it cannot map (other module types, a head whose ``in_features`` do
         not match, unexpected ``state_dict`` entries, a cell override with the wrong number of gate
         blocks); the message names the value and what to do instead.
     """
@@ -247,9 +251,9 @@ def from_torch(module, *, formats: Formats | dict | None = None, pe: int = 1, si
                     raise ConfigError("from_torch: the nn.Sequential already ends in a Linear head; do not "
                                       "also pass head=")
                 head = seq_head
-        found, X, H, L, bidir, weights = _from_module(module, cell, nonlinearity)
+        found, X, H, L, bidir, weights, P = _from_module(module, cell, nonlinearity)
     elif hasattr(module, "keys"):
-        found, X, H, L, bidir, weights = _from_state_dict(module, cell, nonlinearity)
+        found, X, H, L, bidir, weights, P = _from_state_dict(module, cell, nonlinearity)
     else:
         raise ConfigError(f"from_torch: expected a {_SUPPORTED} module or its state_dict, got "
                           f"{type(module).__name__}")
@@ -261,8 +265,8 @@ def from_torch(module, *, formats: Formats | dict | None = None, pe: int = 1, si
                               f"do not also pass head=")
         head = sd_head
     if head is not None:
-        weights |= _head_weights(head, H * dirs, H, dirs)
+        weights |= _head_weights(head, (P or H) * dirs, P or H, dirs)
     head_size = int(np.shape(weights["head.weight"])[0]) if "head.weight" in weights else 0
     return Model(cell=found, input_size=X, hidden_size=H, weights=weights, formats=formats,
                  rounding=rounding, overflow=overflow, pe=pe, simd=simd, name=name or found,
-                 num_layers=L, bidirectional=bidir, head_size=head_size, outputs=outputs)
+                 num_layers=L, bidirectional=bidir, head_size=head_size, outputs=outputs, proj_size=P)

@@ -35,7 +35,7 @@ from amaranth.lib import wiring
 
 from rnnaccel.golden.model import Model
 
-from .top import Accelerator, axis_ports
+from .top import Accelerator, _payload_bits, axis_ports, in_payload_bits
 from ._util import checked_init
 
 __all__ = ["SerialisedTop", "serial_beats", "pack_vector", "unpack_vector", "serial_ports"]
@@ -128,10 +128,10 @@ class SerialisedTop(wiring.Component):
         self.model = model
         self.width = width
         self.code_width = model.formats.data.width
-        self.in_bits = model.input_size * self.code_width
-        self.out_bits = model.hidden_size * self.code_width
-        self.in_beats = serial_beats(model.input_size, self.code_width, width)
-        self.out_beats = serial_beats(model.hidden_size, self.code_width, width)
+        self.in_bits = in_payload_bits(model)             # x_t (and initial states)
+        self.out_bits = model.output_size * self.code_width
+        self.in_beats = -(-self.in_bits // width)
+        self.out_beats = serial_beats(model.output_size, self.code_width, width)
         super().__init__(axis_ports(width, width))
 
     def elaborate(self, platform):
@@ -147,7 +147,7 @@ class SerialisedTop(wiring.Component):
         m.d.comb += [
             self.s_axis_tready.eq(~in_full),
             acc.i_stream.valid.eq(in_full),
-            acc.i_stream.payload.data.as_value().eq(in_buf[:self.in_bits]),
+            _payload_bits(acc.i_stream.payload).eq(in_buf[:self.in_bits]),
             acc.i_stream.payload.last.eq(in_last),
         ]
         with m.If(self.s_axis_tvalid & ~in_full):

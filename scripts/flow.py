@@ -30,9 +30,8 @@ import numpy as np
 
 from rnnaccel.golden.fixed import SaturationCounter, to_float
 from rnnaccel.golden.fixed import quantize
-from rnnaccel.golden.layer import quantized_parameters
 from rnnaccel.golden.model import ConfigError, Model, load, save
-from rnnaccel.golden.network import head_parameters, quantize_input, run_codes
+from rnnaccel.golden.network import parameter_saturation, quantize_input, run_codes
 from rnnaccel.golden.reference import network_float
 from rnnaccel.sim.vectors import bus_width, save_vectors
 
@@ -182,11 +181,7 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     t_verilog = time.monotonic() - t0
 
     say(f"running the golden model on {len(xs)} sequences ({sum(len(x) for x in xs)} timesteps)")
-    counter = SaturationCounter()
-    for layer in (lay for directions in model.layers() for lay in directions):
-        counter.update(quantized_parameters(layer).saturation)
-    if model.head_size:
-        counter.update(head_parameters(model)[2])
+    counter = parameter_saturation(model)
     n_states = model.num_layers * model.directions
     rng = np.random.default_rng(seed + 1)
     x_codes, h_codes, h_float, h0s, c0s = [], [], [], [], []

@@ -167,9 +167,9 @@ class DesignDoesNotFit(SynthError):
 # -- the top and its Verilog ------------------------------------------------------------------------
 
 def _axis_pins(model: Model) -> int:
-    from rnnaccel.hdl.top import bus_width
+    from rnnaccel.hdl.top import bus_width, in_payload_bits
     w = model.formats.data.width
-    return bus_width(model.input_size, w) + bus_width(model.hidden_size, w) + 6 + 2
+    return -(-in_payload_bits(model) // 8) * 8 + bus_width(model.output_size, w) + 6 + 2
 
 
 def choose_wrapper(model: Model, target: Target | str, wrapper: str = "auto") -> str:

@@ -251,11 +251,9 @@ def test_head_as_state_dict_and_numpy():
 
 # -- what it rejects ------------------------------------------------------------------------------
 @pytest.mark.parametrize("get, kw, match", [
-    pytest.param(lambda: lstm(3, 4, proj_size=2), {},
-                 r"from_torch: proj_size = 2 is not supported yet; use proj_size=0", id="proj_size"),
-    pytest.param(lambda: lstm(3, 4, proj_size=2, num_layers=2).state_dict(), {},
-                 r"state_dict has \['weight_hr_l0', 'weight_hr_l1'\] \(an LSTM with proj_size > 0\): proj_size "
-                 r"is not supported yet; use proj_size=0", id="state_dict-proj_size"),
+    pytest.param(lambda: {"weight_hr_l0": np.zeros((2, 4))} | {k: v for k, v in lstm(3, 4).state_dict().items()},
+                 {}, r"weight_hr_l0 has shape \(2, 4\); with weight_hh_l0 \(16, 4\) it must be \(proj_size, "
+                 r"hidden_size\) = \(4, hidden_size\)", id="state_dict-bad-weight_hr"),
     pytest.param(lambda: torch.nn.Linear(3, 4), {},
                  r"from_torch: cannot map a Linear module; supported: torch\.nn\.LSTM, nn\.GRU or nn\.RNN; "
                  r"pass it as head=", id="linear"),
@@ -348,3 +346,25 @@ def test_gru_state_dict_is_no_longer_rejected():
     sd = torch.nn.GRU(3, 4).state_dict()
     assert from_torch(sd).cell == "gru"
     assert from_torch(torch.nn.GRU(3, 4, num_layers=2)).num_layers == 2
+
+
+@pytest.mark.parametrize("layers, bidirectional, head", [(1, False, False), (2, True, True), (3, False, True)],
+                         ids=["L1", "L2-bi-head", "L3-head"])
+@pytest.mark.parametrize("source", ["module", "state_dict"])
+def test_lstm_projection_imports_and_matches_torch(layers, bidirectional, head, source):
+    """nn.LSTM(proj_size=P): weight_hr kept, output and h_n of size P equal torch's."""
+    torch.manual_seed(5)
+    m = lstm(3, 5, proj_size=2, num_layers=layers, bidirectional=bidirectional).double().eval()
+    dirs = 2 if bidirectional else 1
+    lin = torch.nn.Linear(2 * dirs, 3).double() if head else None
+    model = from_torch(m if source == "module" else m.state_dict(), head=lin)
+    assert (model.proj_size, model.state_size, model.hidden_size) == (2, 2, 5)
+    x = np.random.default_rng(6).uniform(-1, 1, (6, 3))
+    y, (hn, cn) = network_float(model, x)
+    with torch.no_grad():
+        yt, (ht, ct) = m(torch.tensor(x))
+        if head:
+            yt = lin(yt)
+    np.testing.assert_allclose(y, yt.numpy(), atol=1e-9)
+    np.testing.assert_allclose(hn, ht.numpy(), atol=1e-9)
+    np.testing.assert_allclose(cn, ct.numpy(), atol=1e-9)
