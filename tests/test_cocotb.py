@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from rnnaccel.golden.fixed import QFormat
-from rnnaccel.golden.lstm import run_codes
-from rnnaccel.golden.model import Formats, Model
-from rnnaccel.hdl.perf import cycles_per_timestep
+from rnnaccel.golden.model import Formats, Model, random_weights
+from rnnaccel.golden.network import run_codes
+from rnnaccel.hdl.perf import cycles_per_timestep, sequence_cycles
 from rnnaccel.scripts.flow import generate, simulate
 from rnnaccel.sim.vectors import load_vectors, save_vectors
 
@@ -124,3 +124,87 @@ def test_scoreboard_reports_a_wrong_expectation(tmp_path):
     first = results["first_mismatches"][0]
     assert (first["sequence"], first["step"], first["elements"]) == (2, 1, [3])
     assert first["expected"][0] == first["got"][0] + 1
+
+
+# -- every cell and topology ----------------------------------------------------------------------------
+#: (cell, model options); X=H=4 (P=2 with a projection), PE=2, SIMD=2 unless given.
+CELL_CONFIGS = {
+    "gru": ("gru", {}),
+    "gru_rb": ("gru_rb", {}),
+    "lstm_nf": ("lstm_nf", {}),
+    "lstm_peephole": ("lstm_peephole", {}),
+    "lstm-proj2": ("lstm", {"proj_size": 2}),
+    "jordan-p3": ("jordan", {"proj_size": 3}),
+    "rnn_tanh-hard": ("rnn_tanh", {"cand_activation": "hard_tanh"}),
+    "rnn_relu-last": ("rnn_relu", {"outputs": "last"}),
+    "lstm-hardsig-softsign": ("lstm", {"gate_activation": "hard_sigmoid", "cand_activation": "softsign"}),
+    "gru-L3-head3": ("gru", {"num_layers": 3, "head_size": 3}),
+    "lstm-L2-h0c0": ("lstm", {"num_layers": 2, "initial_state": True}),
+    "gru-bi": ("gru", {"bidirectional": True}),
+    "lstm-bi-L2-head3-h0c0": ("lstm", {"bidirectional": True, "num_layers": 2, "head_size": 3, "initial_state": True}),
+    "rnn_tanh-bi-L2-last": ("rnn_tanh", {"bidirectional": True, "num_layers": 2, "outputs": "last"}),
+}
+#: In the default run: every cell and topology on Icarus (fast to build for these small designs), a
+#: few on Verilator; ``-m slow`` runs all on both.
+QUICK_VERILATOR = ("gru", "lstm-bi-L2-head3-h0c0", "jordan-p3")
+
+
+def make_cell_model(cfg, seed=1) -> Model:
+    cell, kw = CELL_CONFIGS[cfg]
+    X, H = 4, 4
+    shape_kw = {k: kw[k] for k in ("num_layers", "bidirectional", "head_size", "proj_size") if k in kw}
+    w = random_weights(X, H, scale=0.5, seed=seed, cell=cell, **shape_kw)
+    return Model(cell, X, H, w, pe=2, simd=2, max_len=16, name=cfg.replace("-", "_"), **kw)
+
+
+def _cell_params(full: bool):
+    out = []
+    for cfg in CELL_CONFIGS:
+        for sim in SIMULATORS:
+            quick = sim == "icarus" or cfg in QUICK_VERILATOR
+            if full or quick:
+                out.append(pytest.param(cfg, sim, id=f"{cfg}-{sim}", marks=[pytest.mark.slow] if full else []))
+    return out
+
+
+def _run_cell(cfg, sim, tmp_path, traffic):
+    model = make_cell_model(cfg)
+    sequences, min_len, max_len = traffic
+    build = tmp_path / cfg
+    summary = generate(model, build, sequences=sequences, min_len=min_len, max_len=max_len, seed=1)
+    results = simulate(build, sim, seed=2, idle=0.3, backpressure=0.3)
+    v = load_vectors(build)
+    assert results["passed"], results["errors"]
+    assert results["sequences"] == v.sequences >= 10
+    assert results["outputs"] == v.out_timesteps
+    assert results["mismatches"] == 0 and results["element_mismatches"] == 0, results["first_mismatches"]
+    assert results["tlast_errors"] == 0 and results["frame_errors"] == 0
+    # the analytic cycle model: per sequence for every model, per timestep where it has one
+    assert results["cycles_per_sequence"] == results["cycles_per_sequence_model"] == sequence_cycles(model, v.lengths[0])
+    if not model.bidirectional:
+        assert results["cycles_per_timestep_model"] == cycles_per_timestep(model)
+        if model.outputs == "sequence":
+            assert results["cycles_per_timestep"] == cycles_per_timestep(model)
+    # the vectors are the golden model's (recomputed here from the saved codes)
+    for s in range(v.sequences):
+        kw = {}
+        if v.h0_codes is not None:
+            kw["h0"] = v.h0_codes[s]
+        if v.c0_codes is not None:
+            kw["c0"] = v.c0_codes[s]
+        np.testing.assert_array_equal(run_codes(model, v.x_codes[v.sequence(s)], **kw).h_codes,
+                                      v.h_codes[v.out_sequence(s)])
+    assert results["max_abs_error_vs_float"] == summary["golden"]["max_abs_error_vs_float"]
+    return results
+
+
+@pytest.mark.parametrize("cfg, sim", _cell_params(full=False))
+def test_cells_quick(cfg, sim, tmp_path):
+    """10 short sequences (3-8 steps) per cell/topology, idles and backpressure, bit-exact."""
+    _run_cell(cfg, sim, tmp_path, (10, 3, 8))
+
+
+@pytest.mark.parametrize("cfg, sim", _cell_params(full=True))
+def test_cells_full(cfg, sim, tmp_path):
+    """20 sequences of 10-16 steps per cell/topology on both simulators."""
+    _run_cell(cfg, sim, tmp_path, (20, 10, 16))
