@@ -1,7 +1,8 @@
-"""Figures of the LSTM path: cycles per timestep (analytic vs measured) and accuracy vs float.
+"""Figures of a model: cycles per timestep (analytic vs measured) and accuracy vs float.
 
-Used by ``rnnaccel figures``. Cycles are measured in Amaranth simulation of the layer with the
-input always valid and the output always ready; accuracy is that of the bit-exact golden model
+Used by ``rnnaccel figures``. Cycles are measured in Amaranth simulation of the accelerator with the
+input always valid and the output always ready (per timestep; per sequence of ``steps`` steps for
+bidirectional models); accuracy is that of the bit-exact golden model
 (which the Verilog matches bit for bit, see ``rnnaccel simulate``) against the float reference.
 """
 
@@ -11,9 +12,9 @@ import math
 
 import numpy as np
 
-from rnnaccel.golden import lstm as golden_lstm
+from rnnaccel.golden import network as golden_network
 from rnnaccel.golden.model import ConfigError, Model
-from rnnaccel.golden.reference import lstm_float
+from rnnaccel.golden.reference import network_float
 from rnnaccel.hdl import perf
 
 __all__ = ["measure_cycles", "cycle_figures", "accuracy_figures", "PARALLELISM"]
@@ -23,16 +24,36 @@ __all__ = ["measure_cycles", "cycle_figures", "accuracy_figures", "PARALLELISM"]
 PARALLELISM = ((1, 1), (2, 4), (8, 4))
 
 
+def _model_cycles(model: Model, steps: int) -> int:
+    """The analytic figure :func:`measure_cycles` measures."""
+    if model.bidirectional or model.outputs == "last":
+        return perf.sequence_cycles(model, steps)
+    return perf.cycles_per_timestep(model)
+
+
 def measure_cycles(model: Model, steps: int = 3, seed: int = 0) -> list[int]:
-    """Cycles between consecutive outputs, measured in Amaranth simulation of the layer."""
-    from rnnaccel.hdl.lstm import LSTMLayer
+    """Cycles between consecutive outputs, measured in Amaranth simulation of the accelerator.
+
+    For bidirectional models and ``outputs = "last"``: cycles between the ends of consecutive
+    sequences of ``steps`` steps (three sequences). Outputs are checked against the golden model.
+    """
+    from rnnaccel.hdl.top import Accelerator
     from rnnaccel.sim.amaranth_sim import run_stream_dut
 
     rng = np.random.default_rng(seed)
-    x = golden_lstm.quantize_input(rng.uniform(-1, 1, (steps, model.input_size)), model)
-    run = run_stream_dut(LSTMLayer(model), [x], max_cycles=(steps + 2) * perf.cycles_per_timestep(model))
-    np.testing.assert_array_equal(run.outputs[0], golden_lstm.run_codes(model, x).h_codes)
-    return [int(d) for d in np.diff(run.out_cycles)]
+    per_sequence = model.bidirectional or model.outputs == "last"
+    n = 3 if per_sequence else 1
+    xs = [golden_network.quantize_input(rng.uniform(-1, 1, (steps, model.input_size)), model) for _ in range(n)]
+    expected = [golden_network.run_codes(model, x).h_codes for x in xs]
+    run = run_stream_dut(Accelerator(model), xs, max_cycles=(n + 2) * (steps + 2) * _model_cycles(model, steps),
+                         out_counts=[len(e) for e in expected])
+    for got, exp in zip(run.outputs, expected):
+        np.testing.assert_array_equal(got, exp)
+    cycles = run.out_cycles
+    if per_sequence:
+        per = len(expected[0])
+        cycles = cycles[per - 1::per]
+    return [int(d) for d in np.diff(cycles)]
 
 
 def cycle_figures(model: Model, parallelism=PARALLELISM, steps: int = 3, progress=None) -> list[dict]:
@@ -44,17 +65,22 @@ def cycle_figures(model: Model, parallelism=PARALLELISM, steps: int = 3, progres
         except ConfigError as e:          # e.g. pe does not divide H: report the point, go on
             rows.append({"pe": pe, "simd": simd, "pe_x_simd": pe * simd, "error": str(e)})
             continue
+        model_cycles = _model_cycles(m, steps)
         if progress:
-            progress(f"simulating pe={pe} simd={simd} ({perf.cycles_per_timestep(m) * (steps + 1)} cycles)")
+            progress(f"simulating pe={pe} simd={simd} ({model_cycles * (steps + 1)} cycles)")
         measured = measure_cycles(m, steps)
-        bound = math.ceil(m.rows * m.vector_size / (pe * simd))
+        lay = m.layer(0)
+        bound = math.ceil(lay.rows * lay.vector_size / (pe * simd))
+        if m.bidirectional or m.outputs == "last":
+            bound *= steps
         rows.append({
             "pe": pe, "simd": simd, "pe_x_simd": pe * simd,
-            "cycles_model": perf.cycles_per_timestep(m),
+            "per": "sequence" if (m.bidirectional or m.outputs == "last") else "timestep",
+            "cycles_model": model_cycles,
             "cycles_measured_min": min(measured), "cycles_measured_max": max(measured),
             "mac_bound": bound, "bound_plus_16": bound + 16,
             "within_bound": max(measured) <= bound + 16,
-            "exact": set(measured) == {perf.cycles_per_timestep(m)},
+            "exact": set(measured) == {model_cycles},
             "multipliers": perf.multiplier_count(m)["total"],
         })
     return rows
@@ -66,8 +92,8 @@ def accuracy_figures(model: Model, sequences, **formats) -> dict:
     err = 0.0
     sat = {}
     for x in sequences:
-        res = golden_lstm.run(m, x)
-        ref, _ = lstm_float(m, x)
+        res = golden_network.run(m, x)
+        ref, _ = network_float(m, x)
         err = max(err, float(np.abs(res.h - ref).max()))
         for k, v in res.saturation.items():
             sat[k] = sat.get(k, 0) + v
