@@ -268,3 +268,23 @@ def test_figures_reports_exact_cycles(tmp_path):
     assert [(c["pe"], c["simd"]) for c in d["cycles"]] == [(1, 1), (2, 4), (8, 4)]
     assert all(c["exact"] for c in d["cycles"])
     assert d["accuracy"][0]["max_abs_error"] > 0
+
+
+def test_generate_then_simulate_stacked_bidirectional_gru(runner, tmp_path):
+    """`generate` and `simulate` from a config file work for other cells and topologies too."""
+    from rnnaccel.golden.model import Model, random_weights, save
+
+    w = random_weights(3, 4, cell="gru", scale=0.5, seed=2, num_layers=2, bidirectional=True, head_size=2)
+    cfg = save(Model("gru", 3, 4, w, num_layers=2, bidirectional=True, head_size=2, pe=2, simd=2, max_len=8,
+                     name="grubi"), tmp_path / "grubi.toml")
+    r = runner.invoke(main, ["generate", str(cfg), "-o", str(tmp_path / "b"), "--sequences", "3",
+                             "--min-len", "2", "--max-len", "5"])
+    assert r.exit_code == 0, r.output
+    assert "GRU X=3 H=4 (2 layers, bidirectional, head 2)" in r.output
+    r = runner.invoke(main, ["generate", str(cfg), "-o", str(tmp_path / "c"), "--max-len", "9"])
+    assert r.exit_code == 2 and "exceeds the bidirectional model's sequence buffers (hardware.max_len = 8)" in r.output
+    r = runner.invoke(main, ["simulate", str(tmp_path / "b"), "--sim", "icarus", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{"):])
+    assert res["passed"] and res["mismatches"] == 0 and res["outputs"] == res["timesteps"]
+    assert res["cycles_per_sequence"] == res["cycles_per_sequence_model"]
