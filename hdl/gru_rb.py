@@ -34,7 +34,8 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit as _unit
 from .fixed import align, requantize, shape_of
-from .layer import ACT_KINDS, LAYER_CLASSES, GateActivation, input_layout, vector_layout
+from .layer import (ACT_KINDS, LAYER_CLASSES, GateActivation, input_layout, output_register, vector_chunk,
+                    vector_layout)
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, RESET_PRODUCT_LATENCY, elementwise_latency, gru_rb_phase_gap, mvu_latency
 from ._util import checked_init
@@ -329,9 +330,7 @@ class GRUResetBeforeLayer(wiring.Component):
         vec = x_reg + [Mux(phase2, rh[j], h_prev[j]) for j in range(H)] + [Const(0, dshape)] * (F * simd - X - H)
         mac = Signal()
         k, _, r, _, row_last = fold_counter(m, ranges, R, mac, prefix="ctl_")
-        for s in range(simd):
-            lane = [vec[kk * simd + s] for kk in range(F)]
-            m.d.comb += mvu.i_stream.payload[s].eq(Array(lane)[k] if F > 1 else lane[0])
+        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(vector_chunk(vec, k, simd, F))]
         m.d.comb += mvu.i_stream.valid.eq(mac)
 
         # Which row leaves the matrix-vector unit: phase-1 row g (r, z, nx) of unit u, or phase 2.
@@ -426,12 +425,7 @@ class GRUResetBeforeLayer(wiring.Component):
             for p, vals in enumerate(lane_values(vector)):
                 m.d.comb += [state_values[p][u].eq(v) for u, v in enumerate(vals)]
 
-        # Output register.
-        o_valid = Signal()
-        slot_free = ~o_valid | self.o_stream.ready
-        m.d.comb += self.o_stream.valid.eq(o_valid)
-        with m.If(self.o_stream.ready):
-            m.d.sync += o_valid.eq(0)
+        o_valid, slot_free = output_register(m, self.o_stream)
 
         payload = self.i_stream.payload
         zeros_h = [Const(0, dshape)] * H

@@ -348,6 +348,28 @@ class RNNElementwise(_Elementwise):
         return m
 
 
+def vector_chunk(vec, k, simd: int, folds: int) -> list:
+    """Lane values of chunk ``k`` of the vector ``vec`` (``folds * simd`` values): lane ``s`` is
+    ``vec[k * simd + s]``, one multiplexer per lane over the chunks."""
+    lanes = []
+    for s in range(simd):
+        lane = [vec[kk * simd + s] for kk in range(folds)]
+        lanes.append(Array(lane)[k] if folds > 1 else lane[0])
+    return lanes
+
+
+def output_register(m: Module, o_stream):
+    """A one-deep output register on ``o_stream`` (its payload is the register): returns
+    ``(o_valid, slot_free)``; ``slot_free`` is true when a new beat may be loaded this cycle (the
+    register is empty or its beat is being taken). Load it with ``o_valid.eq(1)`` and the payload."""
+    o_valid = Signal(name="o_valid")
+    slot_free = ~o_valid | o_stream.ready
+    m.d.comb += o_stream.valid.eq(o_valid)
+    with m.If(o_stream.ready):
+        m.d.sync += o_valid.eq(0)
+    return o_valid, slot_free
+
+
 _ELEMENTWISE = {"lstm": LSTMElementwise, "lstm_nf": LSTMElementwise, "gru": GRUElementwise,
                 "rnn_tanh": RNNElementwise, "rnn_relu": RNNElementwise}
 _ELEMENTWISE["lstm_peephole"] = PeepholeLSTMElementwise      # hdl/peephole.py
@@ -461,9 +483,7 @@ class RecurrentLayer(wiring.Component):
         vec = x_reg + h_prev + [Const(0, dshape)] * (F * simd - X - H)
         mac = Signal()
         k, _, r, _, row_last = fold_counter(m, ranges, R, mac, prefix="ctl_")
-        for s in range(simd):
-            lane = [vec[kk * simd + s] for kk in range(F)]
-            m.d.comb += mvu.i_stream.payload[s].eq(Array(lane)[k] if F > 1 else lane[0])
+        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(vector_chunk(vec, k, simd, F))]
         m.d.comb += mvu.i_stream.valid.eq(mac)
 
         # Per-PE lanes: row activation, row collection, element-wise stage.
@@ -515,12 +535,7 @@ class RecurrentLayer(wiring.Component):
         def lane_values(vector):
             return [[vector[u * pe + p] for u in range(U)] for p in range(pe)]
 
-        # Output register.
-        o_valid = Signal()
-        slot_free = ~o_valid | self.o_stream.ready
-        m.d.comb += self.o_stream.valid.eq(o_valid)
-        with m.If(self.o_stream.ready):
-            m.d.sync += o_valid.eq(0)
+        o_valid, slot_free = output_register(m, self.o_stream)
 
         done_units = Signal(range(U + 1))
         with m.If(ew_units[0].valid):

@@ -23,7 +23,7 @@ from rnnaccel.golden import network as golden_network
 from rnnaccel.golden.model import Model
 
 from .fixed import requantize, shape_of
-from .layer import build_layer, input_layout, vector_layout
+from .layer import build_layer, input_layout, output_register, vector_chunk, vector_layout
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import head_parallelism, mvu_latency
 from ._util import checked_init
@@ -92,9 +92,7 @@ class DenseHead(wiring.Component):
         vec = v + [Const(0, dshape)] * (F * simd - N)
         mac = Signal()
         k, _, r, _, row_last = fold_counter(m, ((0, F),), R, mac, prefix="head_")
-        for s in range(simd):
-            lane = [vec[kk * simd + s] for kk in range(F)]
-            m.d.comb += mvu.i_stream.payload[s].eq(Array(lane)[k] if F > 1 else lane[0])
+        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(vector_chunk(vec, k, simd, F))]
         m.d.comb += mvu.i_stream.valid.eq(mac)
         # Requantisation register: PE p's accumulator of local row r is output row r * pe + p.
         done_rows = Signal(range(R + 1))
@@ -108,11 +106,8 @@ class DenseHead(wiring.Component):
         with m.If(mvu.o_stream.valid):
             m.d.sync += done_rows.eq(done_rows + 1)
 
-        o_valid, cur_last = Signal(), Signal()
-        slot_free = ~o_valid | self.o_stream.ready
-        m.d.comb += self.o_stream.valid.eq(o_valid)
-        with m.If(self.o_stream.ready):
-            m.d.sync += o_valid.eq(0)
+        cur_last = Signal()
+        o_valid, slot_free = output_register(m, self.o_stream)
 
         def accept():
             m.d.comb += self.i_stream.ready.eq(1)
@@ -167,7 +162,7 @@ class BidirectionalLayer(wiring.Component):
 
     Notes
     -----
-    Latency and throughput per sequence of ``T`` steps: :func:`~rnnaccel.hdl.perf.bidirectional_cycles`
+    Latency and throughput per sequence of ``T`` steps: :func:`~rnnaccel.hdl.perf.sequence_cycles`
     (the forward pass overlaps the input, then the backward pass, then ``2 T`` cycles of output:
     a synchronous buffer read and an output register per beat). The next sequence is accepted
     after the last output. Memory: ``max_len * (X + 2 * state_size) * data.width`` bits in three

@@ -39,7 +39,8 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit
 from .fixed import requantize, shape_of
-from .layer import ACT_KINDS, GateActivation, LSTMElementwise, RNNElementwise, input_layout, row_order, vector_layout
+from .layer import (ACT_KINDS, GateActivation, LSTMElementwise, RNNElementwise, input_layout, output_register, row_order,
+                    vector_chunk, vector_layout)
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, PROJECTION_OUTPUT_LATENCIES
 from ._util import checked_init
@@ -233,12 +234,8 @@ class ProjectedLayer(wiring.Component):
         zero = Const(0, dshape)
         vec_g = x_reg + h_prev + [zero] * (F * simd - X - P)
         vec_p = m_reg + [zero] * (F * simd - H)
-        for s in range(simd):
-            lanes = []
-            for vec in (vec_g, vec_p):
-                lane = [vec[kk * simd + s] for kk in range(F)]
-                lanes.append(Array(lane)[k] if F > 1 else lane[0])
-            m.d.comb += mvu.i_stream.payload[s].eq(Mux(proj_phase, lanes[1], lanes[0]))
+        for s, (g_val, p_val) in enumerate(zip(vector_chunk(vec_g, k, simd, F), vector_chunk(vec_p, k, simd, F))):
+            m.d.comb += mvu.i_stream.payload[s].eq(Mux(proj_phase, p_val, g_val))
         m.d.comb += mvu.i_stream.valid.eq(mac)
 
         out_row = mvu.o_stream.payload.row
@@ -307,12 +304,7 @@ class ProjectedLayer(wiring.Component):
                     with m.If(po_out.valid & (prow_d == q)):
                         m.d.sync += h_next[q * pe + p].eq(po_out.payload)
 
-        # Output register.
-        o_valid = Signal()
-        slot_free = ~o_valid | self.o_stream.ready
-        m.d.comb += self.o_stream.valid.eq(o_valid)
-        with m.If(self.o_stream.ready):
-            m.d.sync += o_valid.eq(0)
+        o_valid, slot_free = output_register(m, self.o_stream)
 
         done_units = Signal(range(U + 1))
         with m.If(ew_outs[0].valid):
