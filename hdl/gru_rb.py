@@ -23,7 +23,7 @@ Golden twins: :func:`rnnaccel.golden.mvu.matrix_vector`, :func:`rnnaccel.golden.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
