@@ -191,6 +191,9 @@ class Model:
         sequence; otherwise sequences start from zero states.
     max_len : int
         Longest sequence a bidirectional layer buffers (hardware ``[hardware] max_len``).
+    final_state : bool
+        The last output beat of every sequence also carries the final states ``h_n`` (and ``c_n``)
+        of every layer and direction.
     name : str
 
     Raises
@@ -218,6 +221,7 @@ class Model:
     proj_size: int = 0
     initial_state: bool = False
     max_len: int = 64
+    final_state: bool = False
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -241,6 +245,9 @@ class Model:
         if not isinstance(self.initial_state, (bool, np.bool_)):
             raise ConfigError(f"model.initial_state must be true or false, got {self.initial_state!r}")
         self.initial_state = bool(self.initial_state)
+        if not isinstance(self.final_state, (bool, np.bool_)):
+            raise ConfigError(f"model.final_state must be true or false, got {self.final_state!r}")
+        self.final_state = bool(self.final_state)
         self.max_len = _positive_int(self.max_len, "hardware.max_len")
         if self.gate_activation not in GATE_ACTIVATIONS:
             raise ConfigError(f"model.gate_activation: unknown {self.gate_activation!r}; "
@@ -573,6 +580,7 @@ class Model:
             "outputs": self.outputs,
             "proj_size": self.proj_size,
             "initial_state": self.initial_state,
+            "final_state": self.final_state,
             "max_len": self.max_len,
         }
 
@@ -590,9 +598,10 @@ class Model:
 # -- TOML + npz -------------------------------------------------------------------------------------
 _TOP_KEYS = {"name", "model", "formats", "numerics", "hardware"}
 _MODEL_KEYS = {"cell", "input_size", "hidden_size", "weights", "num_layers", "bidirectional", "head_size",
-               "gate_activation", "cand_activation", "outputs", "proj_size", "initial_state"}
+               "gate_activation", "cand_activation", "outputs", "proj_size", "initial_state",
+               "final_state"}
 _MODEL_OPTIONS = ("num_layers", "bidirectional", "head_size", "gate_activation", "cand_activation", "outputs",
-                  "proj_size", "initial_state")
+                  "proj_size", "initial_state", "final_state")
 
 
 def _table(cfg: dict, key: str) -> dict:

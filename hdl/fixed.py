@@ -39,6 +39,19 @@ def requantize(value, src: QFormat, dst: QFormat, rounding: str = "RND", overflo
         raise ValueError(f"unknown overflow mode {overflow!r}; expected one of {', '.join(OVERFLOW_MODES)}")
     value = Value.cast(value)
     shift = src.frac - dst.frac
+    if overflow == "SAT" and shift > 0 and rounding in ("RND", "TRN"):
+        # Saturation decided on the unrounded value, beside the rounding adder rather than behind
+        # it: q = (value + half) >> shift exceeds hi exactly when value >= ((hi + 1) << shift) - half,
+        # and is below lo exactly when value < (lo << shift) - half. The adder then needs only the
+        # bits that survive the slice (shift + dst.width), and the logic depth is one adder or one
+        # comparison, then the multiplexer.
+        half = 1 << (shift - 1) if rounding == "RND" else 0
+        hi, lo = dst.max_code, dst.min_code
+        over = value >= ((hi + 1) << shift) - half
+        under = value < (lo << shift) - half
+        q = (value + Const(half, shift)) >> shift if half else value >> shift
+        out = Mux(over, hi, Mux(under, lo, q))[:dst.width]
+        return out.as_signed() if dst.signed else out
     if shift > 0:
         if rounding == "TRN":
             q = value >> shift

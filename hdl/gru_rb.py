@@ -269,7 +269,8 @@ class GRUResetBeforeLayer(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model, *, initial_state: bool = False):
+    def __init__(self, model: Model, *, initial_state: bool = False, state_out: bool = False):
+        # state_out: a GRU has no state besides h, and the last output of a sequence is its final h.
         if not isinstance(model, Model):
             raise TypeError(f"GRUResetBeforeLayer needs a rnnaccel Model, got {type(model).__name__}")
         if model.cell != "gru_rb":

@@ -20,6 +20,7 @@ from rnnaccel.golden.fixed import QFormat
 from rnnaccel.golden.model import Model
 
 from .activation import activation_unit as _unit
+from .dsp import registered_product
 from .fixed import align, requantize, shape_of
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, elementwise_latency
@@ -135,14 +136,17 @@ class _Elementwise(wiring.Component):
                "o_stream": Out(stream.Signature(data.StructLayout({
                    "h": shape_of(fm.data), "unit": range(units)}), always_ready=True))}
         if self.state_fmt_name:
-            sig |= {"load": In(1),
-                    "load_data": In(data.ArrayLayout(shape_of(getattr(fm, self.state_fmt_name)), units))}
+            shape = data.ArrayLayout(shape_of(getattr(fm, self.state_fmt_name)), units)
+            sig |= {"load": In(1), "load_data": In(shape), "state": Out(shape)}
         super().__init__(sig)
 
     def _chain(self, m, name):
-        """A rotating register chain of the lane's states: the current unit's is always ``chain[0]``."""
+        """A rotating register chain of the lane's states: the current unit's is always ``chain[0]``.
+
+        ``state`` shows the chain; between timesteps (all units done) ``state[u]`` is unit ``u``'s."""
         fmt = getattr(self.model.formats, self.state_fmt_name)
         chain = [Signal(shape_of(fmt), name=f"{name}{u}") for u in range(self.units)]
+        m.d.comb += [self.state[u].eq(chain[u]) for u in range(self.units)]
         return chain
 
 
@@ -195,12 +199,15 @@ class LSTMElementwise(_Elementwise):
         ig_frac = sf + fm.tanh_out.frac
         frac = max(fc_frac, ig_frac)
 
-        # Stage 1: products.
-        fc = Signal(signed(fm.sigmoid_out.width + fm.cell.width + 1) if self.forget else shape_of(fm.cell))
-        ig = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))
+        # Stage 1: products (the registers are the DSP blocks' output registers where the target has them).
+        if self.forget:
+            fc = registered_product(m, p.f, cells[0], name="fc", input_regs=False)
+        else:
+            fc = Signal(shape_of(fm.cell))
+            m.d.sync += fc.eq(cells[0])
+        ig = registered_product(m, p.i, p.g, name="ig", input_regs=False)
         o1, unit1, v1 = Signal.like(p.o), Signal.like(p.unit), Signal()
-        m.d.sync += [fc.eq(p.f * cells[0] if self.forget else cells[0]), ig.eq(p.i * p.g), o1.eq(p.o),
-                     unit1.eq(p.unit), v1.eq(self.i_stream.valid)]
+        m.d.sync += [o1.eq(p.o), unit1.eq(p.unit), v1.eq(self.i_stream.valid)]
 
         # Stage 2: cell state (one rounding of the exact sum), written back at the chain's tail.
         c2, o2, unit2, v2 = Signal(shape_of(fm.cell)), Signal.like(o1), Signal.like(unit1), Signal()
@@ -234,9 +241,9 @@ class LSTMElementwise(_Elementwise):
                 o4 = o_n
 
         # Stage 5: o * phi(c).  Stage 6: hidden state.
-        ot = Signal(signed(fm.sigmoid_out.width + fm.tanh_out.width + 1))
+        ot = registered_product(m, o4, tanh.o_stream.payload, name="ot", input_regs=False)
         unit5, v5 = Signal.like(unit2), Signal()
-        m.d.sync += [ot.eq(o4 * tanh.o_stream.payload), unit5.eq(unit4), v5.eq(tanh.o_stream.valid)]
+        m.d.sync += [unit5.eq(unit4), v5.eq(tanh.o_stream.valid)]
         out = self.o_stream.payload
         m.d.sync += [out.h.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding, model.overflow)),
                      out.unit.eq(unit5), self.o_stream.valid.eq(v5)]
@@ -396,6 +403,16 @@ def vector_layout(width: int, n: int) -> data.StructLayout:
     return data.StructLayout({"data": data.ArrayLayout(signed(width), n), "last": 1})
 
 
+def output_layout(model: Model, state_out: bool = False) -> data.StructLayout:
+    """Output payload of a layer: :func:`vector_layout` of ``state_size`` codes, plus with
+    ``state_out`` the cell states ``c`` after the step (LSTMs), so that the final ``c`` of a
+    sequence can be read with its last output."""
+    fields = dict(vector_layout(model.formats.data.width, model.state_size).members)
+    if state_out and model.cell_spec.has_cell_state:
+        fields["c"] = data.ArrayLayout(shape_of(model.formats.cell), model.hidden_size)
+    return data.StructLayout(fields)
+
+
 def input_layout(model: Model, initial_state: bool = False) -> data.StructLayout:
     """Input payload of a layer: ``x_t`` and ``last``, plus ``h0`` (and ``c0``) with ``initial_state``."""
     fields = {"data": data.ArrayLayout(signed(model.formats.data.width), model.input_size), "last": 1}
@@ -437,7 +454,7 @@ class RecurrentLayer(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model, *, initial_state: bool = False):
+    def __init__(self, model: Model, *, initial_state: bool = False, state_out: bool = False):
         if not isinstance(model, Model):
             raise TypeError(f"RecurrentLayer needs a rnnaccel Model, got {type(model).__name__}")
         if not model.is_single_layer:
@@ -452,9 +469,10 @@ class RecurrentLayer(wiring.Component):
                              f"{LAYER_CLASSES[model.cell].__name__}); use build_layer(model)")
         self.model = model
         self.initial_state = bool(initial_state)
+        self.state_out = bool(state_out)
         super().__init__({
             "i_stream": In(stream.Signature(input_layout(model, self.initial_state))),
-            "o_stream": Out(stream.Signature(vector_layout(model.formats.data.width, model.hidden_size))),
+            "o_stream": Out(stream.Signature(output_layout(model, self.state_out))),
         })
 
     def elaborate(self, platform):
@@ -500,6 +518,7 @@ class RecurrentLayer(wiring.Component):
         state_load = Signal()
         state_values = []            # per lane: the values the element-wise chain loads
         ew_units = []
+        lane_states = []             # per lane: the element-wise chain (cell states), for state_out
         Elementwise = _ELEMENTWISE[model.cell]
         for p in range(pe):
             act = GateActivation(model)
@@ -531,6 +550,8 @@ class RecurrentLayer(wiring.Component):
                 with m.If(out.valid & (out.payload.unit == u)):
                     m.d.sync += h_next[u * pe + p].eq(out.payload.h)
             ew_units.append(out)
+            if self.state_out and model.cell_spec.has_cell_state:
+                lane_states.append(ew.state)
 
         def lane_values(vector):
             return [[vector[u * pe + p] for u in range(U)] for p in range(pe)]
@@ -581,6 +602,8 @@ class RecurrentLayer(wiring.Component):
                                  first.eq(cur_last)]
                     m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(H)]
                     m.d.sync += [h_prev[j].eq(h_next[j]) for j in range(H)]
+                    for p, st in enumerate(lane_states):      # all units done: state[u] is unit u's c
+                        m.d.sync += [self.o_stream.payload.c[u * pe + p].eq(st[u]) for u in range(U)]
                     if model.cell == "gru":
                         # The GRU's element-wise chain holds h_{t-1} of every step.
                         m.d.comb += state_load.eq(1)
@@ -596,18 +619,19 @@ class RecurrentLayer(wiring.Component):
 LAYER_CLASSES: dict = {}
 
 
-def build_layer(model: Model, *, initial_state: bool = False) -> wiring.Component:
+def build_layer(model: Model, *, initial_state: bool = False, state_out: bool = False) -> wiring.Component:
     """The hardware of a one-layer model: :class:`RecurrentLayer` or the cell's own class.
 
     Every layer component has the same ports: ``i_stream`` with :func:`input_layout` and
-    ``o_stream`` with :func:`vector_layout` (``state_size`` codes of ``data``).
+    ``o_stream`` with :func:`output_layout` (``state_size`` codes of ``data``, and with
+    ``state_out`` the cell states after the step for LSTMs).
     """
     if model.proj_size or model.cell == "jordan":
         # LSTM with projection, Jordan RNN: a second matrix-vector pass per step.
         from .projected import ProjectedLayer
-        return ProjectedLayer(model, initial_state=initial_state)
+        return ProjectedLayer(model, initial_state=initial_state, state_out=state_out)
     cls = LAYER_CLASSES.get(model.cell, RecurrentLayer)
-    return cls(model, initial_state=initial_state)
+    return cls(model, initial_state=initial_state, state_out=state_out)
 
 
 # Cells with their own layer class register it in LAYER_CLASSES when imported. They import names

@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from rnnaccel.golden.fixed import QFormat
 
+from .dsp import registered_product
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
 
@@ -209,9 +210,9 @@ class MatrixVectorUnit(wiring.Component):
         # Stage 1: weight memory read, input vector register.
         x1 = Signal.like(self.i_stream.payload)
         m.d.sync += x1.eq(self.i_stream.payload)
-        # Stage 2: multiplier input registers.  Stage 3: product registers.
-        x2 = Signal.like(x1)
-        m.d.sync += x2.eq(x1)
+        # Stage 2: multiplier input registers.  Stage 3: product registers. Both are the DSP
+        # block's own registers where the target has them (hdl/dsp.py): the memory data and x1
+        # go straight into the DSP, the product straight out of it into the adder tree.
         sums = []
         for p in range(pe):
             mem = memory.Memory(shape=wlayout, depth=depth,
@@ -219,12 +220,9 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules[f"weights{p}"] = mem
             rd = mem.read_port()
             m.d.comb += rd.addr.eq(addr)
-            w2 = Signal(wlayout, name=f"w2_{p}")
-            m.d.sync += w2.eq(rd.data)
             level = []
             for s in range(simd):
-                prod = Signal(signed(self.weight_fmt.width + self.data_fmt.width), name=f"prod{p}_{s}")
-                m.d.sync += prod.eq(w2[s] * x2[s])
+                prod = registered_product(m, rd.data[s], x1[s], name=f"prod{p}_{s}")
                 level.append(prod)
             # Adder tree: register after every LEVELS_PER_STAGE levels.
             tree_level = 0

@@ -31,6 +31,26 @@ from ._util import checked_init
 __all__ = ["DenseHead", "BidirectionalLayer", "Network", "network_input_layout"]
 
 
+def final_state_fields(model: Model, n: int) -> dict:
+    """Payload fields of ``n`` final states: ``h_n`` (``n`` x ``state_size`` codes of ``data``) and for
+    LSTMs ``c_n`` (``n`` x ``hidden_size`` codes of ``cell``)."""
+    fm = model.formats
+    fields = {"h_n": data.ArrayLayout(data.ArrayLayout(shape_of(fm.data), model.state_size), n)}
+    if model.cell_spec.has_cell_state:
+        fields["c_n"] = data.ArrayLayout(data.ArrayLayout(shape_of(fm.cell), model.hidden_size), n)
+    return fields
+
+
+def network_output_layout(model: Model) -> data.StructLayout:
+    """Output payload of the accelerator: the output vector and ``last``, and with
+    ``model.final_state`` the final states of every layer and direction (``h_n``, and ``c_n`` for
+    LSTMs, PyTorch's order), valid on the last beat of each sequence."""
+    fields = dict(vector_layout(model.formats.data.width, model.output_size).members)
+    if model.final_state:
+        fields |= final_state_fields(model, model.num_layers * model.directions)
+    return data.StructLayout(fields)
+
+
 def network_input_layout(model: Model) -> data.StructLayout:
     """Input payload of the accelerator: ``x_t`` (``data``), ``last``, and with
     ``model.initial_state`` the initial states of every layer and direction, ``h0`` (and ``c0`` for
@@ -170,20 +190,25 @@ class BidirectionalLayer(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, forward: Model, backward: Model, *, max_len: int, initial_state: bool = False):
+    def __init__(self, forward: Model, backward: Model, *, max_len: int, initial_state: bool = False,
+                 state_out: bool = False):
         self.fwd_model, self.bwd_model = forward, backward
         self.max_len = int(max_len)
         if self.max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         self.initial_state = bool(initial_state)
+        self.state_out = bool(state_out)
         fm = forward.formats
         fields = {"data": data.ArrayLayout(signed(fm.data.width), forward.input_size), "last": 1}
         if self.initial_state:
             fields["h0"] = data.ArrayLayout(data.ArrayLayout(shape_of(fm.data), forward.state_size), 2)
             if forward.cell_spec.has_cell_state:
                 fields["c0"] = data.ArrayLayout(data.ArrayLayout(shape_of(fm.cell), forward.hidden_size), 2)
+        out = dict(vector_layout(fm.data.width, 2 * forward.state_size).members)
+        if self.state_out:
+            out |= final_state_fields(forward, 2)
         super().__init__({"i_stream": In(stream.Signature(data.StructLayout(fields))),
-                          "o_stream": Out(stream.Signature(vector_layout(fm.data.width, 2 * forward.state_size))),
+                          "o_stream": Out(stream.Signature(data.StructLayout(out))),
                           "overflow": Out(1)})
 
     def elaborate(self, platform):
@@ -191,8 +216,17 @@ class BidirectionalLayer(wiring.Component):
         fwd_m, fm = self.fwd_model, self.fwd_model.formats
         X, S, L = fwd_m.input_size, fwd_m.state_size, self.max_len
         w = fm.data.width
-        m.submodules.fwd = fwd = build_layer(fwd_m, initial_state=self.initial_state)
-        m.submodules.bwd = bwd = build_layer(self.bwd_model, initial_state=self.initial_state)
+        m.submodules.fwd = fwd = build_layer(fwd_m, initial_state=self.initial_state, state_out=self.state_out)
+        m.submodules.bwd = bwd = build_layer(self.bwd_model, initial_state=self.initial_state,
+                                             state_out=self.state_out)
+        if self.state_out:
+            # Final states: the forward layer's last output (t = T-1), the backward layer's last
+            # output (t = 0); held until the next sequence's, which come after this one's outputs.
+            for d, layer in enumerate((fwd, bwd)):
+                with m.If(layer.o_stream.valid & layer.o_stream.payload.last):
+                    m.d.sync += self.o_stream.payload.h_n[d].eq(layer.o_stream.payload.data)
+                    if fwd_m.cell_spec.has_cell_state:
+                        m.d.sync += self.o_stream.payload.c_n[d].eq(layer.o_stream.payload.c)
         xlay = data.ArrayLayout(signed(w), X)
         hlay = data.ArrayLayout(signed(w), S)
         m.submodules.xbuf = xbuf = memory.Memory(shape=xlay, depth=L, init=[])
@@ -312,7 +346,7 @@ class Network(wiring.Component):
         self.model = model
         super().__init__({
             "i_stream": In(stream.Signature(network_input_layout(model))),
-            "o_stream": Out(stream.Signature(vector_layout(model.formats.data.width, model.output_size))),
+            "o_stream": Out(stream.Signature(network_output_layout(model))),
         })
 
     def elaborate(self, platform):
@@ -323,9 +357,10 @@ class Network(wiring.Component):
         stages = []
         for k, directions in enumerate(model.layers()):
             if model.bidirectional:
-                st = BidirectionalLayer(directions[0], directions[1], max_len=model.max_len, initial_state=init)
+                st = BidirectionalLayer(directions[0], directions[1], max_len=model.max_len, initial_state=init,
+                                        state_out=model.final_state)
             else:
-                st = build_layer(directions[0], initial_state=init)
+                st = build_layer(directions[0], initial_state=init, state_out=model.final_state)
             m.submodules[f"layer{k}"] = st
             stages.append(st)
         if model.head_size:
@@ -382,11 +417,43 @@ class Network(wiring.Component):
             src_stream = st.o_stream
 
         # Output selection.
+        out = self.o_stream
+        m.d.comb += [out.payload.data.eq(src_stream.payload.data), out.payload.last.eq(src_stream.payload.last)]
         if model.outputs == "last":
-            m.d.comb += [self.o_stream.payload.eq(src_stream.payload),
-                         self.o_stream.valid.eq(src_stream.valid & src_stream.payload.last),
-                         src_stream.ready.eq(self.o_stream.ready | ~src_stream.payload.last)]
+            m.d.comb += [out.valid.eq(src_stream.valid & src_stream.payload.last),
+                         src_stream.ready.eq(out.ready | ~src_stream.payload.last)]
         else:
-            m.d.comb += [self.o_stream.payload.eq(src_stream.payload), self.o_stream.valid.eq(src_stream.valid),
-                         src_stream.ready.eq(self.o_stream.ready)]
+            m.d.comb += [out.valid.eq(src_stream.valid), src_stream.ready.eq(out.ready)]
+
+        # Final states: every layer's, from its last output beat of a sequence, wait in a FIFO
+        # until the network hands out that sequence's last beat (at most one sequence end per
+        # step held in each stage after it: depth 2 per later stage, plus 2).
+        if model.final_state:
+            done = out.valid & out.ready & out.payload.last
+            for k in range(model.num_layers):
+                st = stages[k]
+                p_ = st.o_stream.payload
+                if model.bidirectional:
+                    parts = {"h_n": p_.h_n} | ({"c_n": p_.c_n} if "c_n" in p_.shape().members else {})
+                else:
+                    parts = {"h_n": p_.data} | ({"c_n": p_.c} if "c" in p_.shape().members else {})
+                if k + 1 == len(stages):
+                    view = parts          # the last stage's last beat is the network's: no wait
+                else:
+                    flat = Cat(*(v.as_value() for v in parts.values()))
+                    depth = 2 * (len(stages) - k) + 2
+                    m.submodules[f"final_fifo{k}"] = ff = fifo.SyncFIFO(width=len(flat), depth=depth)
+                    m.d.comb += [ff.w_data.eq(flat), ff.r_en.eq(done),
+                                 ff.w_en.eq(st.o_stream.valid & stages[k + 1].i_stream.ready & p_.last)]
+                    view = data.View(data.StructLayout({n: v.shape() for n, v in parts.items()}), ff.r_data)
+                for d in range(model.directions):
+                    i = k * model.directions + d
+                    if model.bidirectional:
+                        m.d.comb += out.payload.h_n[i].eq(view["h_n"][d])
+                        if "c_n" in parts:
+                            m.d.comb += out.payload.c_n[i].eq(view["c_n"][d])
+                    else:
+                        m.d.comb += out.payload.h_n[i].eq(view["h_n"])
+                        if "c_n" in parts:
+                            m.d.comb += out.payload.c_n[i].eq(view["c_n"])
         return m

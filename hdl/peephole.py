@@ -108,6 +108,7 @@ class PeepholeLSTMElementwise(wiring.Component):
                                              always_ready=True)),
             "load": In(1),
             "load_data": In(data.ArrayLayout(shape_of(fm.cell), units)),
+            "state": Out(data.ArrayLayout(shape_of(fm.cell), units)),
         })
 
     def elaborate(self, platform):
@@ -153,6 +154,7 @@ class PeepholeLSTMElementwise(wiring.Component):
         m.d.comb += rd.addr.eq(following)
 
         cells = [Signal(shape_of(fm.cell), name=f"c{u}") for u in range(U)]
+        m.d.comb += [self.state[u].eq(cells[u]) for u in range(U)]     # between steps: unit u's c
 
         # Stage 1: peephole products on c_{t-1} (registers: the chain head and the ROM output).
         pic, pfc = reg(rd.data.i * cells[0], "pic"), reg(rd.data.f * cells[0], "pfc")

@@ -39,8 +39,9 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit
 from .fixed import requantize, shape_of
-from .layer import (ACT_KINDS, GateActivation, LSTMElementwise, RNNElementwise, input_layout, output_register, row_order,
-                    vector_chunk, vector_layout)
+from .layer import (ACT_KINDS, GateActivation, LSTMElementwise, RNNElementwise, input_layout, output_layout,
+                    output_register, row_order,
+                    vector_chunk)
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, PROJECTION_OUTPUT_LATENCIES
 from ._util import checked_init
@@ -192,16 +193,17 @@ class ProjectedLayer(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model, *, initial_state: bool = False):
+    def __init__(self, model: Model, *, initial_state: bool = False, state_out: bool = False):
         _check_model(model, "ProjectedLayer")
         if not model.is_single_layer:
             raise ValueError(f"ProjectedLayer builds one layer; take model.layer(k) of this "
                              f"{model.num_layers}-layer model")
         self.model = model
         self.initial_state = bool(initial_state)
+        self.state_out = bool(state_out)
         super().__init__({
             "i_stream": In(stream.Signature(input_layout(model, self.initial_state))),
-            "o_stream": Out(stream.Signature(vector_layout(model.formats.data.width, model.proj_size))),
+            "o_stream": Out(stream.Signature(output_layout(model, self.state_out))),
         })
 
     def elaborate(self, platform):
@@ -254,6 +256,7 @@ class ProjectedLayer(wiring.Component):
         state_load = Signal()
         state_values = []            # per lane: the cell states the LSTM chain loads
         ew_outs = []
+        lane_states = []             # per lane: the cell-state chain, for state_out
         Elementwise = _ELEMENTWISE[model.cell]
         for p in range(pe):
             act = GateActivation(model)
@@ -282,6 +285,8 @@ class ProjectedLayer(wiring.Component):
                 with m.If(ew.o_stream.valid & (ew.o_stream.payload.unit == u)):
                     m.d.sync += m_reg[u * pe + p].eq(ew.o_stream.payload.h)
             ew_outs.append(ew.o_stream)
+            if self.state_out and model.cell_spec.has_cell_state:
+                lane_states.append(ew.state)
 
         # Projection rows: per-PE output stage; PE p's projection row q is h_t[q * pe + p].
         prow = Signal(range(Rp), name="prow")
@@ -352,6 +357,8 @@ class ProjectedLayer(wiring.Component):
                     m.d.sync += [o_valid.eq(1), self.o_stream.payload.last.eq(cur_last), first.eq(cur_last)]
                     m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(P)]
                     m.d.sync += [h_prev[j].eq(h_next[j]) for j in range(P)]
+                    for p, st in enumerate(lane_states):      # all units done: state[u] is unit u's c
+                        m.d.sync += [self.o_stream.payload.c[u * pe + p].eq(st[u]) for u in range(U)]
                     m.next = "IDLE"
                     accept(cur_last)
         return m

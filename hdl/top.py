@@ -11,7 +11,7 @@ from rnnaccel.golden.model import Model
 from ._util import checked_init
 from .network import Network
 
-__all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports", "in_payload_bits"]
+__all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports", "in_payload_bits", "out_payload_bits"]
 
 
 class Accelerator(wiring.Component):
@@ -66,6 +66,13 @@ def in_payload_bits(model: Model) -> int:
     return network_input_layout(model).size - 1
 
 
+def out_payload_bits(model: Model) -> int:
+    """Bits of ``m_axis_tdata`` used: the output vector, then with ``final_state`` every layer's
+    ``h_n`` (and ``c_n``), valid on the last beat of a sequence."""
+    from .network import network_output_layout
+    return network_output_layout(model).size - 1
+
+
 def bus_width(n: int, width: int) -> int:
     """AXI4-Stream ``tdata`` width for ``n`` codes of ``width`` bits: padded to whole bytes."""
     return -(-n * width // 8) * 8
@@ -91,8 +98,8 @@ class AxiStreamTop(wiring.Component):
         self.model = model
         w = model.formats.data.width
         self.in_bits = in_payload_bits(model)
-        self.out_bits = model.output_size * w
-        super().__init__(axis_ports(-(-self.in_bits // 8) * 8, bus_width(model.output_size, w)))
+        self.out_bits = out_payload_bits(model)
+        super().__init__(axis_ports(-(-self.in_bits // 8) * 8, -(-self.out_bits // 8) * 8))
 
     def elaborate(self, platform):
         m = Module()
@@ -102,7 +109,7 @@ class AxiStreamTop(wiring.Component):
             acc.i_stream.payload.last.eq(self.s_axis_tlast),
             acc.i_stream.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(acc.i_stream.ready),
-            self.m_axis_tdata.eq(acc.o_stream.payload.data.as_value()),
+            self.m_axis_tdata.eq(_payload_bits(acc.o_stream.payload)),
             self.m_axis_tlast.eq(acc.o_stream.payload.last),
             self.m_axis_tvalid.eq(acc.o_stream.valid),
             acc.o_stream.ready.eq(self.m_axis_tready),

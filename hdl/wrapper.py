@@ -35,7 +35,7 @@ from amaranth.lib import wiring
 
 from rnnaccel.golden.model import Model
 
-from .top import Accelerator, _payload_bits, axis_ports, in_payload_bits
+from .top import Accelerator, _payload_bits, axis_ports, in_payload_bits, out_payload_bits
 from ._util import checked_init
 
 __all__ = ["SerialisedTop", "serial_beats", "pack_vector", "unpack_vector", "serial_ports"]
@@ -109,14 +109,15 @@ class SerialisedTop(wiring.Component):
     (``s_axis_tready`` is high while filling); after the final beat it offers the vector to the
     accelerator and holds ``s_axis_tready`` low until the accelerator takes it (the accelerator's
     ``x_t`` register frees it in the cycle it starts the step, so the next vector streams in while
-    the step computes). Serialiser: no register of its own; it selects beat ``i`` from the
-    accelerator's ``h_t`` output register (stable while waiting, as the stream contract requires)
-    and takes ``h_t`` with the final beat. The accelerator computes the next step meanwhile and
-    stalls only if that step finishes before the ``out_beats`` beats have left.
-    Throughput: one timestep per ``max(cycles_per_timestep, in_beats + 1, out_beats)`` cycles
-    when the streams run freely; latency adds ``in_beats + 1`` cycles in front of the accelerator.
-    Cost beside the accelerator: ``in_beats * width`` flip-flops with their enables, an
-    ``out_beats``-to-1 multiplexer of ``width`` bits, and two beat counters.
+    the step computes). Serialiser: a shift register of ``out_beats * width`` bits that takes
+    ``h_t`` from the accelerator's output register whenever it is empty (its ``ready`` is a
+    register, so no combinational path runs from the wrapper's beat counters into the
+    accelerator) and sends one beat per cycle. The accelerator computes the next step meanwhile
+    and stalls only if that step finishes before the ``out_beats`` beats have left.
+    Throughput: one timestep per ``max(cycles_per_timestep, in_beats + 1, out_beats + 1)`` cycles
+    when the streams run freely; latency adds ``in_beats + 1`` cycles in front of the accelerator
+    and one behind it. Cost beside the accelerator: ``(in_beats + out_beats) * width`` flip-flops
+    with their enables and two beat counters.
     """
 
     @checked_init
@@ -129,9 +130,9 @@ class SerialisedTop(wiring.Component):
         self.width = width
         self.code_width = model.formats.data.width
         self.in_bits = in_payload_bits(model)             # x_t (and initial states)
-        self.out_bits = model.output_size * self.code_width
+        self.out_bits = out_payload_bits(model)           # y_t (and final states)
         self.in_beats = -(-self.in_bits // width)
-        self.out_beats = serial_beats(model.output_size, self.code_width, width)
+        self.out_beats = -(-self.out_bits // width)
         super().__init__(axis_ports(width, width))
 
     def elaborate(self, platform):
@@ -159,19 +160,27 @@ class SerialisedTop(wiring.Component):
         with m.If(acc.i_stream.valid & acc.i_stream.ready):
             m.d.sync += in_full.eq(0)
 
-        # -- serialiser: the accelerator's h_t register -> beats -----------------------------------
-        # The accelerator holds h_t in its output register (payload stable while valid and not
-        # ready), so the beats are selected from it in place and h_t is taken with the final beat.
-        out_vec = Signal(self.out_beats * w)
+        # -- serialiser: h_t -> a shift register of its own -> beats ---------------------------------
+        # The wrapper takes h_t from the accelerator's output register as soon as its own shift
+        # register is free (``ready`` is a register: no path from the beat counter or the output
+        # handshake into the accelerator's control), then shifts it out one beat per cycle.
+        out_buf = Signal(self.out_beats * w)
         out_idx = Signal(range(self.out_beats))
+        out_busy = Signal()
+        out_last = Signal()
         final = out_idx == self.out_beats - 1
         m.d.comb += [
-            out_vec.eq(acc.o_stream.payload.data.as_value()),
-            self.m_axis_tdata.eq(out_vec.word_select(out_idx, w)),
-            self.m_axis_tvalid.eq(acc.o_stream.valid),
-            self.m_axis_tlast.eq(acc.o_stream.payload.last & final),
-            acc.o_stream.ready.eq(self.m_axis_tready & final),
+            acc.o_stream.ready.eq(~out_busy),
+            self.m_axis_tdata.eq(out_buf[:w]),
+            self.m_axis_tvalid.eq(out_busy),
+            self.m_axis_tlast.eq(out_last & final),
         ]
-        with m.If(self.m_axis_tvalid & self.m_axis_tready):
-            m.d.sync += out_idx.eq(Mux(final, 0, out_idx + 1))
+        with m.If(out_busy):
+            with m.If(self.m_axis_tready):
+                m.d.sync += [out_buf.eq(out_buf >> w), out_idx.eq(Mux(final, 0, out_idx + 1))]
+                with m.If(final):
+                    m.d.sync += out_busy.eq(0)
+        with m.Elif(acc.o_stream.valid):
+            m.d.sync += [out_buf.eq(acc.o_stream.payload.data.as_value()), out_last.eq(acc.o_stream.payload.last),
+                         out_busy.eq(1)]
         return m

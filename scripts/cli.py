@@ -332,6 +332,43 @@ def synth(build_dir, target, seed, freq, wrapper):
     click.echo(flow_synth.format_summary(report))
 
 
+@main.command("build-board")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--board", required=True, type=click.Choice(["icebreaker", "ulx3s-85f"]), help="Development board.")
+@click.option("--baud", default=115200, show_default=True, type=click.IntRange(min=1), help="UART baud rate (8N1).")
+@click.option("--seed", default=1, show_default=True, type=int, help="nextpnr placement seed.")
+@click.option("--freq", type=click.FloatRange(min=0, min_open=True),
+              help="Timing constraint in MHz for nextpnr (default: the board clock, 12 or 25 MHz).")
+def build_board(build_dir, board, baud, seed, freq):
+    """Build a bitstream of the accelerator behind a UART host link for a board.
+
+    Reads BUILD_DIR/model.toml (written by 'rnnaccel generate'); writes the bitstream
+    (rnnaccel_board.bin for the iCEBreaker, .bit for the ULX3S), logs, report.json and summary.txt
+    into BUILD_DIR/board/BOARD/. The design runs from the board oscillator (iCEBreaker 12 MHz,
+    ULX3S 25 MHz); its Fmax is checked against that clock (reported, not an error). Talk to it with
+    rnnaccel.host.Host. Exits 1 if the design does not fit or a tool fails, 2 for bad input
+    (e.g. a baud rate the board clock cannot make).
+    """
+    from rnnaccel.golden.model import load
+    from rnnaccel.scripts import board as flow_board
+    cfg = Path(build_dir) / "model.toml"
+    if not cfg.exists():
+        raise _Fail(f"{build_dir} is not a build directory (no model.toml); run 'rnnaccel generate' first")
+    try:
+        model = load(cfg)
+    except ConfigError as e:
+        raise _Fail(_one_line(e)) from None
+    out = Path(build_dir) / "board" / board
+    try:
+        report = flow_board.build_board(model, out, board, baud=baud, seed=seed, freq=freq,
+                                        progress=lambda step, msg: _status(f"{step}: {msg}"))
+    except (ValueError, TypeError, NotADirectoryError) as e:
+        raise _Fail(_one_line(e)) from None
+    except flow_board.SynthError as e:
+        raise _Fail(f"board build for {board} failed: {_one_line(e)} (logs in {out})", EXIT_FAIL) from None
+    click.echo(flow_board.format_board_summary(report))
+
+
 @main.command()
 @click.argument("config", required=False)
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(min=2),

@@ -170,7 +170,7 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
 
     from rnnaccel.hdl.export import to_verilog
     from rnnaccel.hdl.perf import estimate, sequence_cycles
-    from rnnaccel.hdl.top import in_payload_bits
+    from rnnaccel.hdl.top import in_payload_bits, out_payload_bits
 
     t0 = time.monotonic()
     say(f"generating Verilog for {model.name} (X={model.input_size}, H={model.hidden_size}, "
@@ -184,7 +184,7 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     counter = parameter_saturation(model)
     n_states = model.num_layers * model.directions
     rng = np.random.default_rng(seed + 1)
-    x_codes, h_codes, h_float, h0s, c0s = [], [], [], [], []
+    x_codes, h_codes, h_float, h0s, c0s, hns, cns = [], [], [], [], [], [], []
     for x in xs:
         xq = quantize_input(x, model, counter)
         x_codes.append(xq)
@@ -198,7 +198,12 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
                 c0 = rng.uniform(-1.0, 1.0, (n_states, model.hidden_size))
                 c0q = quantize(c0, model.formats.cell, "RND", "SAT", counter=counter, tag="c0")
                 c0s.append(c0q)
-        h_codes.append(run_codes(model, xq, counter, h0=h0q, c0=c0q).h_codes)
+        res = run_codes(model, xq, counter, h0=h0q, c0=c0q)
+        h_codes.append(res.h_codes)
+        if model.final_state:
+            hns.append(res.final_h)
+            if res.final_c is not None:
+                cns.append(res.final_c)
         h_float.append(network_float(model, x, h0, c0)[0])
     lengths = np.array([len(x) for x in xs], dtype=np.int64)
     out_lengths = np.array([len(h) for h in h_codes], dtype=np.int64)
@@ -207,7 +212,8 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     x_float, h_float = np.concatenate(xs), np.concatenate(h_float)
     save_vectors(out / "vectors.npz", x_codes, lengths, h_codes, x_float, h_float, out_lengths=out_lengths,
                  h0_codes=np.array(h0s) if h0s else None, c0_codes=np.array(c0s) if c0s else None,
-                 seq_cycles=seq_cycles)
+                 seq_cycles=seq_cycles, hn_codes=np.array(hns) if hns else None,
+                 cn_codes=np.array(cns) if cns else None)
     err = np.abs(to_float(h_codes, model.formats.data) - h_float)
 
     perf = estimate(model)
@@ -216,7 +222,7 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
         "model": model.summary(),
         "perf": perf,
         "axis": {"s_axis_tdata_width": -(-in_payload_bits(model) // 8) * 8,
-                 "m_axis_tdata_width": bus_width(model.output_size, w)},
+                 "m_axis_tdata_width": -(-out_payload_bits(model) // 8) * 8},
         "vectors": {
             "sequences": int(len(lengths)), "timesteps": int(lengths.sum()),
             "min_len": int(lengths.min()), "max_len": int(lengths.max()),

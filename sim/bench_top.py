@@ -114,10 +114,12 @@ class HandshakeMonitor:
 class Scoreboard:
     """In-order comparison of received beats with the expected ``h_codes``."""
 
-    def __init__(self, vectors, fmt: QFormat, hidden: int):
+    def __init__(self, vectors, fmt: QFormat, hidden: int, cell_width: int | None = None):
         self.v = vectors
         self.fmt = fmt
         self.hidden = hidden
+        self.cell_width = cell_width
+        self.state_mismatches = 0    # sequences whose final states (h_n, c_n) on the last beat differ
         self.seq_of_step = np.repeat(np.arange(vectors.sequences), vectors.out_lengths)
         self.step_in_seq = np.arange(vectors.out_timesteps) - vectors.out_offsets[self.seq_of_step]
         self.mismatches = 0          # timesteps whose h_t differs (or is missing / extra)
@@ -127,9 +129,35 @@ class Scoreboard:
         self.max_abs_error_vs_float = 0.0
         self.checked = 0
 
+    def _check_final_states(self, beats, lasts, steps, phase):
+        """On the last beat of a sequence, the bits after the output vector are ``h_n`` then ``c_n``."""
+        if self.v.hn_codes is None:
+            return
+        y_bits = self.hidden * self.fmt.width
+        hn_shape = self.v.hn_codes.shape[1:]
+        hn_bits = int(np.prod(hn_shape)) * self.fmt.width
+        for b, last, st in zip(beats, lasts, steps):
+            if not last:
+                continue
+            s = int(self.seq_of_step[st])
+            ok = b is not None
+            if ok:
+                hn = unpack_beats([b >> y_bits], int(np.prod(hn_shape)), self.fmt.width)[0].reshape(hn_shape)
+                ok = np.array_equal(hn, self.v.hn_codes[s])
+                if ok and self.v.cn_codes is not None:
+                    cn_shape = self.v.cn_codes.shape[1:]
+                    cn = unpack_beats([b >> (y_bits + hn_bits)], int(np.prod(cn_shape)),
+                                      self.cell_width)[0].reshape(cn_shape)
+                    ok = np.array_equal(cn, self.v.cn_codes[s])
+            if not ok:
+                self.state_mismatches += 1
+                if len(self.first) < FIRST_MISMATCHES:
+                    self.first.append({"phase": phase, "sequence": s, "final_states": "differ"})
+
     def check(self, beats: list[int], lasts: list[bool], steps: np.ndarray, phase: str):
         """Compare received ``beats`` with the expected values of global step indices ``steps``."""
         unknown = [b is None for b in beats]
+        self._check_final_states(beats, lasts, steps, phase)
         got = unpack_beats([0 if b is None else b for b in beats], self.hidden, self.fmt.width, self.fmt.signed)
         got[np.asarray(unknown, dtype=bool)] = UNKNOWN
         n = min(len(got), len(steps))
@@ -250,7 +278,7 @@ async def test_top(dut):
 
     monitor = HandshakeMonitor(dut)
     cocotb.start_soon(monitor.run())
-    board = Scoreboard(vectors, fmt, Y)
+    board = Scoreboard(vectors, fmt, Y, cell_width)
     errors: list[str] = []
 
     # -- phase 1: all sequences back to back, idles and backpressure -------------------------------
@@ -328,6 +356,8 @@ async def test_top(dut):
         errors.append(f"{board.mismatches} output(s) differ from the golden model")
     if board.tlast_errors:
         errors.append(f"{board.tlast_errors} beat(s) with wrong tlast")
+    if board.state_mismatches:
+        errors.append(f"{board.state_mismatches} sequence(s) with wrong final states")
 
     results = {
         "simulator": simulator,
@@ -339,6 +369,7 @@ async def test_top(dut):
         "mismatches": board.mismatches,
         "element_mismatches": board.element_mismatches,
         "tlast_errors": board.tlast_errors,
+        "final_state_mismatches": board.state_mismatches if vectors.hn_codes is not None else None,
         "frame_errors": len(bad_frames) + (S - len(frame_bytes)),
         "first_mismatches": board.first,
         "cycles_per_timestep": (cpt["min"] if cpt and cpt["min"] == cpt["max"] else (cpt["mean"] if cpt else None)),

@@ -13,6 +13,8 @@ array        shape             meaning
 ``h0_codes`` (S, L*D, P) int64 initial states per sequence (optional; models with ``initial_state``)
 ``c0_codes`` (S, L*D, H) int64 initial cell states per sequence (optional; LSTMs with ``initial_state``)
 ``seq_cycles`` (S,) int64      analytic cycles of each sequence back to back (optional)
+``hn_codes`` (S, L*D, P) int64 expected final states per sequence (optional; ``final_state`` models)
+``cn_codes`` (S, L*D, H) int64 expected final cell states (optional; LSTMs with ``final_state``)
 ``x_float``  (sum T, X)        float inputs before quantisation
 ``h_float``  (sum U, Y)        float reference (PyTorch semantics) of the outputs
 ===========  ================  ===========================================================
@@ -86,6 +88,8 @@ class Vectors:
     h0_codes: np.ndarray | None = None
     c0_codes: np.ndarray | None = None
     seq_cycles: np.ndarray | None = None
+    hn_codes: np.ndarray | None = None
+    cn_codes: np.ndarray | None = None
 
     def __post_init__(self):
         if self.out_lengths is None:
@@ -151,11 +155,11 @@ class Vectors:
         return flags
 
 
-_OPTIONAL_INT = ("out_lengths", "h0_codes", "c0_codes", "seq_cycles")
+_OPTIONAL_INT = ("out_lengths", "h0_codes", "c0_codes", "seq_cycles", "hn_codes", "cn_codes")
 
 
 def save_vectors(path, x_codes, lengths, h_codes, x_float=None, h_float=None, **optional) -> Path:
-    """Write ``vectors.npz``; ``optional`` takes ``out_lengths``, ``h0_codes``, ``c0_codes``, ``seq_cycles``."""
+    """Write ``vectors.npz``; ``optional`` takes the arrays of ``_OPTIONAL_INT`` (see the module docs)."""
     path = Path(path)
     arrays = {"x_codes": np.asarray(x_codes, dtype=np.int64), "lengths": np.asarray(lengths, dtype=np.int64),
               "h_codes": np.asarray(h_codes, dtype=np.int64)}

@@ -143,10 +143,12 @@ CELL_CONFIGS = {
     "gru-bi": ("gru", {"bidirectional": True}),
     "lstm-bi-L2-head3-h0c0": ("lstm", {"bidirectional": True, "num_layers": 2, "head_size": 3, "initial_state": True}),
     "rnn_tanh-bi-L2-last": ("rnn_tanh", {"bidirectional": True, "num_layers": 2, "outputs": "last"}),
+    "lstm-L2-head2-final": ("lstm", {"num_layers": 2, "head_size": 2, "final_state": True}),
+    "gru-bi-final-h0": ("gru", {"bidirectional": True, "final_state": True, "initial_state": True}),
 }
 #: In the default run: every cell and topology on Icarus (fast to build for these small designs), a
 #: few on Verilator; ``-m slow`` runs all on both.
-QUICK_VERILATOR = ("gru", "lstm-bi-L2-head3-h0c0", "jordan-p3")
+QUICK_VERILATOR = ("gru", "lstm-bi-L2-head3-h0c0", "jordan-p3", "lstm-L2-head2-final")
 
 
 def make_cell_model(cfg, seed=1) -> Model:
@@ -179,6 +181,7 @@ def _run_cell(cfg, sim, tmp_path, traffic):
     assert results["outputs"] == v.out_timesteps
     assert results["mismatches"] == 0 and results["element_mismatches"] == 0, results["first_mismatches"]
     assert results["tlast_errors"] == 0 and results["frame_errors"] == 0
+    assert results["final_state_mismatches"] == (0 if model.final_state else None)
     # the analytic cycle model: per sequence for every model, per timestep where it has one
     assert results["cycles_per_sequence"] == results["cycles_per_sequence_model"] == sequence_cycles(model, v.lengths[0])
     if not model.bidirectional:

@@ -102,3 +102,59 @@ def test_head_needs_head_size():
 def test_network_rejects_non_model():
     with pytest.raises(TypeError, match="Network needs a rnnaccel Model"):
         Network("lstm")
+
+
+FINAL = {
+    "lstm": dict(cell="lstm"),
+    "lstm-L3-head2": dict(cell="lstm", num_layers=3, head_size=2),
+    "gru-L2-last": dict(cell="gru", num_layers=2, outputs="last"),
+    "lstm-bi-L2": dict(cell="lstm", bidirectional=True, num_layers=2),
+    "lstm_peephole-L2": dict(cell="lstm_peephole", num_layers=2),
+    "lstm-proj2-L2": dict(cell="lstm", proj_size=2, num_layers=2),
+    "gru_rb-bi-head2": dict(cell="gru_rb", bidirectional=True, head_size=2),
+}
+
+
+@pytest.mark.parametrize("topo", list(FINAL))
+def test_final_states_on_the_last_beat(topo):
+    """With final_state, the last beat of every sequence carries h_n (and c_n) of every layer and
+    direction, equal to the golden model's; with idles and backpressure."""
+    from amaranth.sim import Simulator
+    from rnnaccel.sim.streams import Pauses, stream_get, stream_put
+
+    kw = dict(FINAL[topo])
+    cell = kw.pop("cell")
+    shape = {k: kw[k] for k in ("num_layers", "bidirectional", "head_size", "proj_size") if k in kw}
+    model = Model(cell, 3, 4, random_weights(3, 4, cell=cell, seed=2, **shape), pe=2, simd=2, final_state=True, **kw)
+    rng = np.random.default_rng(3)
+    seqs = [quantize_input(rng.uniform(-2, 2, (T, 3)), model) for T in (3, 1, 4, 2)]
+    expected = [run_codes(model, s) for s in seqs]
+    dut = Accelerator(model)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    got = []
+
+    async def producer(ctx):
+        pauses = Pauses(0.3, 1)
+        for s in seqs:
+            for t, x in enumerate(s):
+                await stream_put(ctx, dut.i_stream, {"data": [int(v) for v in x], "last": int(t == len(s) - 1)}, pauses)
+
+    async def consumer(ctx):
+        pauses = Pauses(0.3, 2)
+        for e in expected:
+            for _ in range(len(e.h_codes)):
+                p = await stream_get(ctx, dut.o_stream, pauses)
+            assert p.last
+            hn = np.array([[int(v) for v in row] for row in p.h_n])
+            cn = np.array([[int(v) for v in row] for row in p.c_n]) if e.final_c is not None else None
+            got.append((hn, cn))
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert len(got) == len(expected)
+    for (hn, cn), e in zip(got, expected):
+        np.testing.assert_array_equal(hn, e.final_h)
+        if e.final_c is not None:
+            np.testing.assert_array_equal(cn, e.final_c)

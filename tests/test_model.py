@@ -159,7 +159,8 @@ BAD = [
     # unknown keys and bad layout
     ("unknown-key-model", cfg_set("model", "hiden_size", 4),
      r"\[model\]: unknown entries \['hiden_size'\]; allowed: \['bidirectional', 'cand_activation', 'cell', "
-     r"'gate_activation', 'head_size', 'hidden_size', 'initial_state', 'input_size', 'num_layers', 'outputs', 'proj_size', 'weights'\]"),
+     r"'final_state', 'gate_activation', 'head_size', 'hidden_size', 'initial_state', 'input_size', 'num_layers', "
+     r"'outputs', 'proj_size', 'weights'\]"),
     ("unknown-key-numerics", cfg_set("numerics", "roundng", "RND"), r"\[numerics\]: unknown entries \['roundng'\]; allowed: \['overflow', 'rounding'\]"),
     ("unknown-key-hardware", cfg_set("hardware", "pes", 2), r"\[hardware\]: unknown entries \['pes'\]; allowed: \['max_len', 'pe', 'simd'\]"),
     ("unknown-key-formats", cfg_set("formats", "weights", "s8.6"), r"\[formats\] has unknown entries \['weights'\]; known formats are \["),
