@@ -48,7 +48,8 @@ def registered_product(m: Module, a, b, *, name: str, input_regs: bool = True, o
     registered): a latency of ``input_regs + output_reg`` cycles, exact (full-width) result of the
     shape of Amaranth's ``a * b``.
 
-    The registers have no enable and no reset (data path only: the valid flags travel beside them).
+    The registers have no enable; the DSP primitive's have no reset either (data path only: the valid
+    flags travel beside them, so a reset never needs to clear a product).
     """
     a, b = Value.cast(a), Value.cast(b)
     shape = (a * b).shape()
@@ -57,12 +58,12 @@ def registered_product(m: Module, a, b, *, name: str, input_regs: bool = True, o
     if family is not None and (input_regs or output_reg) and max(_signed_width(a), _signed_width(b)) <= bits:
         return _ecp5_product(m, a, b, shape, name, input_regs, output_reg)
     if input_regs:
-        a_r = Signal(a.shape(), name=f"{name}_a", reset_less=True)
-        b_r = Signal(b.shape(), name=f"{name}_b", reset_less=True)
+        a_r = Signal(a.shape(), name=f"{name}_a")
+        b_r = Signal(b.shape(), name=f"{name}_b")
         m.d.sync += [a_r.eq(a), b_r.eq(b)]
         a, b = a_r, b_r
     if output_reg:
-        p = Signal(shape, name=name, reset_less=True)
+        p = Signal(shape, name=name)
         m.d.sync += p.eq(a * b)
         return p
     return a * b

@@ -294,8 +294,8 @@ def examples():
     for name in names:
         try:
             m = ex.load(name)
-            click.echo(f"{name:20s} {m.cell.upper()} X={m.input_size} H={m.hidden_size} PE={m.pe} SIMD={m.simd}  "
-                       f"data {m.formats.data}, weight {m.formats.weight}")
+            line = _model_line(m.summary()).split(": ", 1)[1]
+            click.echo(f"{name:20s} {line}; data {m.formats.data}, weight {m.formats.weight}")
         except Exception as e:  # a broken example should not hide the others
             click.echo(f"{name:20s} (cannot load: {_one_line(e)})")
 
