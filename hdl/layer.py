@@ -177,7 +177,9 @@ class LSTMElementwise(_Elementwise):
     Notes
     -----
     Latency 7 cycles: products, cell state, candidate unit (3), o*phi(c) product, hidden state.
-    Throughput one unit per cycle. Three multipliers (two without a forget gate), one candidate unit.
+    Throughput one unit per cycle. Three multipliers (two without a forget gate), one candidate unit;
+    their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
+    ``MULT18X18D``'s output registers).
     """
 
     state_fmt_name = "cell"

@@ -139,9 +139,13 @@ class MatrixVectorUnit(wiring.Component):
     Notes
     -----
     Latency :func:`~rnnaccel.hdl.perf.mvu_latency` = 4 + ceil(ceil(log2 simd) / 2) cycles from the
-    last beat of a row to its output: weight memory read and input register, multiplier input
-    register, product register, adder tree (a register every two levels), accumulator.
-    Throughput one beat per cycle, no stalls (``always_ready``); ``pe * simd`` multipliers.
+    last beat of a row to its output: weight data and input registers (the weight memory is read
+    one cycle ahead, at the address of the next beat), multiplier input register, product
+    register, adder tree (a register every two levels), accumulator.
+    Throughput one beat per cycle, no stalls (``always_ready``); ``pe * simd`` multipliers. The
+    multiplier input and product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s:
+    on ECP5 (synthesis flow) the ``MULT18X18D``'s own registers, so the weight memory's data and the
+    input register feed the DSP blocks directly; in simulation plain Amaranth registers.
     One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
     """
 
@@ -194,9 +198,19 @@ class MatrixVectorUnit(wiring.Component):
         # Beat counters: chunk k of row r, and the weight word address (a counter of its own).
         valid = self.i_stream.valid
         k, g, r, first, last = fold_counter(m, self.fold_ranges, rows, valid)
+        # ``addr`` is the address of the current beat; the memory is read one cycle ahead (the
+        # address of the next beat: this one's, advanced if this beat is valid), so that the memory
+        # data gets a register of its own before the multiplier's input register (a block RAM's
+        # unregistered clock-to-output is about 6 ns on ECP5) without a cycle more of latency.
         addr = Signal(range(depth))
+        addr_next = Mux(addr == depth - 1, 0, addr + 1)
+        rd_addr = Mux(valid, addr_next, addr)
         with m.If(valid):
-            m.d.sync += addr.eq(Mux(addr == depth - 1, 0, addr + 1))
+            m.d.sync += addr.eq(addr_next)
+        # In the first cycle after reset no read has been issued yet: the data registers take word 0
+        # (the first beat's) from a constant instead (a synchronous set/reset of the flip-flops).
+        primed = Signal()
+        m.d.sync += primed.eq(1)
 
         # Flags travel with the data: (valid, first fold, last fold, row) per stage.
         n_stages = 3 + adder_tree_stages(simd)     # stage index of the adder tree output
@@ -207,7 +221,7 @@ class MatrixVectorUnit(wiring.Component):
         for i in range(n_stages):
             m.d.sync += stage[i + 1].eq(stage[i])
 
-        # Stage 1: weight memory read, input vector register.
+        # Stage 1: weight memory data register (read a cycle earlier), input vector register.
         x1 = Signal.like(self.i_stream.payload)
         m.d.sync += x1.eq(self.i_stream.payload)
         # Stage 2: multiplier input registers.  Stage 3: product registers. Both are the DSP
@@ -219,10 +233,17 @@ class MatrixVectorUnit(wiring.Component):
                                 init=[[int(v) for v in word] for word in self.w_banks[p]])
             m.submodules[f"weights{p}"] = mem
             rd = mem.read_port()
-            m.d.comb += rd.addr.eq(addr)
+            m.d.comb += rd.addr.eq(rd_addr)
+            w1 = Signal(wlayout, name=f"w1_{p}")
+            with m.If(primed):
+                m.d.sync += w1.eq(rd.data)
+            with m.Else():
+                wbits = self.weight_fmt.width
+                word0 = sum((int(v) & ((1 << wbits) - 1)) << (i * wbits) for i, v in enumerate(self.w_banks[p][0]))
+                m.d.sync += w1.as_value().eq(word0)
             level = []
             for s in range(simd):
-                prod = registered_product(m, rd.data[s], x1[s], name=f"prod{p}_{s}")
+                prod = registered_product(m, w1[s], x1[s], name=f"prod{p}_{s}")
                 level.append(prod)
             # Adder tree: register after every LEVELS_PER_STAGE levels.
             tree_level = 0

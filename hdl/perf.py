@@ -74,7 +74,8 @@ def adder_tree_stages(simd: int) -> int:
 def mvu_latency(simd: int) -> int:
     """Cycles from a matrix-vector input beat to the accumulator it completes.
 
-    memory read / input register (1) + multiplier input register (1) + product register (1)
+    weight data / input register (1; the memory is read a cycle ahead) + multiplier input register (1)
+    + product register (1)
     + adder tree stages + accumulator (1).
     """
     return 4 + adder_tree_stages(simd)
