@@ -34,8 +34,7 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit as _unit
 from .fixed import align, requantize, shape_of
-from .layer import (ACT_KINDS, LAYER_CLASSES, GateActivation, input_layout, output_register, vector_chunk,
-                    vector_layout)
+from .layer import ACT_KINDS, LAYER_CLASSES, GateActivation, layer_signature, output_register, vector_chunk
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, RESET_PRODUCT_LATENCY, elementwise_latency, gru_rb_phase_gap, mvu_latency
 from ._util import checked_init
@@ -281,10 +280,7 @@ class GRUResetBeforeLayer(wiring.Component):
                              f"{model.num_layers}-layer model")
         self.model = model
         self.initial_state = bool(initial_state)
-        super().__init__({
-            "i_stream": In(stream.Signature(input_layout(model, self.initial_state))),
-            "o_stream": Out(stream.Signature(vector_layout(model.formats.data.width, model.hidden_size))),
-        })
+        super().__init__(layer_signature(model, self.initial_state))
 
     def _check_schedule(self, ranges):
         """The chains rely on the schedule: every phase-1 value is stored (and the state chain's

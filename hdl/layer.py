@@ -405,6 +405,12 @@ def vector_layout(width: int, n: int) -> data.StructLayout:
     return data.StructLayout({"data": data.ArrayLayout(signed(width), n), "last": 1})
 
 
+def layer_signature(model: Model, initial_state: bool = False, state_out: bool = False) -> dict:
+    """The ports every layer component has (see :func:`build_layer`)."""
+    return {"i_stream": In(stream.Signature(input_layout(model, initial_state))),
+            "o_stream": Out(stream.Signature(output_layout(model, state_out)))}
+
+
 def output_layout(model: Model, state_out: bool = False) -> data.StructLayout:
     """Output payload of a layer: :func:`vector_layout` of ``state_size`` codes, plus with
     ``state_out`` the cell states ``c`` after the step (LSTMs), so that the final ``c`` of a
@@ -472,10 +478,7 @@ class RecurrentLayer(wiring.Component):
         self.model = model
         self.initial_state = bool(initial_state)
         self.state_out = bool(state_out)
-        super().__init__({
-            "i_stream": In(stream.Signature(input_layout(model, self.initial_state))),
-            "o_stream": Out(stream.Signature(output_layout(model, self.state_out))),
-        })
+        super().__init__(layer_signature(model, self.initial_state, self.state_out))
 
     def elaborate(self, platform):
         m = Module()

@@ -39,7 +39,7 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit
 from .fixed import requantize, shape_of
-from .layer import (ACT_KINDS, GateActivation, LSTMElementwise, RNNElementwise, input_layout, output_layout,
+from .layer import (ACT_KINDS, GateActivation, LSTMElementwise, RNNElementwise, layer_signature,
                     output_register, row_order,
                     vector_chunk)
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
@@ -201,10 +201,7 @@ class ProjectedLayer(wiring.Component):
         self.model = model
         self.initial_state = bool(initial_state)
         self.state_out = bool(state_out)
-        super().__init__({
-            "i_stream": In(stream.Signature(input_layout(model, self.initial_state))),
-            "o_stream": Out(stream.Signature(output_layout(model, self.state_out))),
-        })
+        super().__init__(layer_signature(model, self.initial_state, self.state_out))
 
     def elaborate(self, platform):
         m = Module()

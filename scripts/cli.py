@@ -82,6 +82,18 @@ def _model_line(m: dict) -> str:
             + f", PE={m['pe']} SIMD={m['simd']}, {m['rounding']}/{m['overflow']}{acts}")
 
 
+def _build_dir_model(build_dir):
+    """The model of a build directory written by ``rnnaccel generate`` (its ``model.toml``)."""
+    from rnnaccel.golden.model import load
+    cfg = Path(build_dir) / "model.toml"
+    if not cfg.exists():
+        raise _Fail(f"{build_dir} is not a build directory (no model.toml); run 'rnnaccel generate' first")
+    try:
+        return load(cfg)
+    except ConfigError as e:
+        raise _Fail(_one_line(e)) from None
+
+
 def _print_generate(summary: dict, out: Path):
     m, p, v, g = summary["model"], summary["perf"], summary["vectors"], summary["golden"]
     clips = {k: v for k, v in g["saturation"].items() if v and _is_table_input(k)}
@@ -314,15 +326,8 @@ def synth(build_dir, target, seed, freq, wrapper):
     Reads BUILD_DIR/model.toml (written by 'rnnaccel generate') and writes logs, report.json and
     summary.txt into BUILD_DIR/synth/TARGET/. Exits 1 if the design does not fit or a tool fails.
     """
-    from rnnaccel.golden.model import load
     from rnnaccel.scripts import synth as flow_synth
-    cfg = Path(build_dir) / "model.toml"
-    if not cfg.exists():
-        raise _Fail(f"{build_dir} is not a build directory (no model.toml); run 'rnnaccel generate' first")
-    try:
-        model = load(cfg)
-    except ConfigError as e:
-        raise _Fail(_one_line(e)) from None
+    model = _build_dir_model(build_dir)
     out = Path(build_dir) / "synth" / target
     try:
         report = flow_synth.synth(model, out, target, seed=seed, freq=freq, wrapper=wrapper,
@@ -349,15 +354,8 @@ def build_board(build_dir, board, baud, seed, freq):
     rnnaccel.host.Host. Exits 1 if the design does not fit or a tool fails, 2 for bad input
     (e.g. a baud rate the board clock cannot make).
     """
-    from rnnaccel.golden.model import load
     from rnnaccel.scripts import board as flow_board
-    cfg = Path(build_dir) / "model.toml"
-    if not cfg.exists():
-        raise _Fail(f"{build_dir} is not a build directory (no model.toml); run 'rnnaccel generate' first")
-    try:
-        model = load(cfg)
-    except ConfigError as e:
-        raise _Fail(_one_line(e)) from None
+    model = _build_dir_model(build_dir)
     out = Path(build_dir) / "board" / board
     try:
         report = flow_board.build_board(model, out, board, baud=baud, seed=seed, freq=freq,
