@@ -400,15 +400,25 @@ def row_order(model: Model) -> np.ndarray:
     return order
 
 
+def layer_banks(model: Model):
+    """Weight and bias memory contents of a one-layer model's matrix-vector unit
+    (:func:`~rnnaccel.hdl.mvu.pack_banks` of its quantised parameters, :func:`row_order`)."""
+    params = golden_layer.quantized_parameters(model)
+    return pack_banks(params.weights, params.bias, model.pe, model.simd, row_order(model), model.fold_ranges)
+
+
 def vector_layout(width: int, n: int) -> data.StructLayout:
     """Stream payload of a layer: ``n`` codes of ``width`` bits plus ``last``."""
     return data.StructLayout({"data": data.ArrayLayout(signed(width), n), "last": 1})
 
 
-def layer_signature(model: Model, initial_state: bool = False, state_out: bool = False) -> dict:
-    """The ports every layer component has (see :func:`build_layer`)."""
-    return {"i_stream": In(stream.Signature(input_layout(model, initial_state))),
-            "o_stream": Out(stream.Signature(output_layout(model, state_out)))}
+def layer_signature(model: Model, initial_state: bool = False, state_out: bool = False,
+                    load_layout=None) -> dict:
+    """The ports every layer component has (see :func:`build_layer`), plus the weight load bus
+    (:func:`~rnnaccel.hdl.spram.load_bus_layout`) if ``load_layout`` is given."""
+    ports = {"load": In(load_layout)} if load_layout is not None else {}
+    return ports | {"i_stream": In(stream.Signature(input_layout(model, initial_state))),
+                    "o_stream": Out(stream.Signature(output_layout(model, state_out)))}
 
 
 def output_layout(model: Model, state_out: bool = False) -> data.StructLayout:
@@ -441,9 +451,16 @@ class RecurrentLayer(wiring.Component):
     initial_state : bool
         Take ``h0`` (and ``c0`` for LSTMs) from the input payload on the first step of every
         sequence (ignored on the other steps); otherwise every sequence starts from zero.
+    state_out : bool
+        Put the cell states after each step on the output (``c``, LSTMs).
+    loaded : dict of int to int, optional
+        PEs whose weight memory is written at run time through ``load`` (``{pe: select}``, see
+        :class:`~rnnaccel.hdl.mvu.MatrixVectorUnit`), with ``load_layout`` the bus layout.
 
     Attributes
     ----------
+    load : In(load_layout)
+        Only with ``loaded``: the weight load bus. Give the layer no input before the load is done.
     i_stream : In(stream.Signature(input_layout(model, initial_state)))
         One beat per timestep; ``last`` marks the final step of a sequence: after it the state
         returns to zero (or the next ``h0``/``c0``) for the next sequence.
@@ -462,7 +479,8 @@ class RecurrentLayer(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model, *, initial_state: bool = False, state_out: bool = False):
+    def __init__(self, model: Model, *, initial_state: bool = False, state_out: bool = False,
+                 loaded=None, load_layout=None):
         if not isinstance(model, Model):
             raise TypeError(f"RecurrentLayer needs a rnnaccel Model, got {type(model).__name__}")
         if not model.is_single_layer:
@@ -478,7 +496,12 @@ class RecurrentLayer(wiring.Component):
         self.model = model
         self.initial_state = bool(initial_state)
         self.state_out = bool(state_out)
-        super().__init__(layer_signature(model, self.initial_state, self.state_out))
+        self.loaded = dict(loaded or {})
+        if self.loaded and load_layout is None:
+            raise ValueError("loaded weight memories need the load bus layout (load_layout)")
+        self.load_layout = load_layout
+        super().__init__(layer_signature(model, self.initial_state, self.state_out,
+                                         load_layout if self.loaded else None))
 
     def elaborate(self, platform):
         m = Module()
@@ -489,11 +512,13 @@ class RecurrentLayer(wiring.Component):
         ng = len(rows)
         ranges = model.fold_ranges
 
-        params = golden_layer.quantized_parameters(model)
-        w_banks, b_banks = pack_banks(params.weights, params.bias, pe, simd, row_order(model), ranges)
+        w_banks, b_banks = layer_banks(model)
         m.submodules.mvu = mvu = MatrixVectorUnit(w_banks, b_banks, data_fmt=fm.data, weight_fmt=fm.weight,
                                                   acc_fmt=model.accumulator, bias_fmt=model.bias,
-                                                  fold_ranges=ranges)
+                                                  fold_ranges=ranges, loaded=self.loaded,
+                                                  load_layout=self.load_layout)
+        if self.loaded:
+            m.d.comb += mvu.load.eq(self.load)
 
         dshape = shape_of(fm.data)
         x_reg = [Signal(dshape, name=f"x{i}") for i in range(X)]
@@ -624,13 +649,21 @@ class RecurrentLayer(wiring.Component):
 LAYER_CLASSES: dict = {}
 
 
-def build_layer(model: Model, *, initial_state: bool = False, state_out: bool = False) -> wiring.Component:
+def build_layer(model: Model, *, initial_state: bool = False, state_out: bool = False, loaded=None,
+                load_layout=None) -> wiring.Component:
     """The hardware of a one-layer model: :class:`RecurrentLayer` or the cell's own class.
 
     Every layer component has the same ports: ``i_stream`` with :func:`input_layout` and
     ``o_stream`` with :func:`output_layout` (``state_size`` codes of ``data``, and with
-    ``state_out`` the cell states after the step for LSTMs).
+    ``state_out`` the cell states after the step for LSTMs). ``loaded`` weight memories (see
+    :class:`RecurrentLayer`) exist only on :class:`RecurrentLayer`.
     """
+    if loaded and (model.proj_size or model.cell == "jordan" or model.cell in LAYER_CLASSES):
+        raise ValueError(f"cell {model.cell!r}{' with proj_size' if model.proj_size else ''} has no run-time "
+                         f"weight load path; keep its weights in block RAM (storage 'rom')")
+    if loaded:
+        return RecurrentLayer(model, initial_state=initial_state, state_out=state_out, loaded=loaded,
+                              load_layout=load_layout)
     if model.proj_size or model.cell == "jordan":
         # LSTM with projection, Jordan RNN: a second matrix-vector pass per step.
         from .projected import ProjectedLayer

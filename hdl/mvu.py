@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from rnnaccel.golden.fixed import QFormat
 
 from .dsp import registered_product
+from .spram import LoadableMemory
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
 
@@ -129,6 +130,10 @@ class MatrixVectorUnit(wiring.Component):
         Formats of the vector, the weights, and the accumulator (wide enough for the exact sum).
     bias_fmt : QFormat, optional
         Format of the stored biases (accumulator precision, possibly narrower); default ``acc_fmt``.
+    loaded : dict of int to int, optional
+        PEs whose weight memory is written at run time, and the load-bus select of each.
+    load_layout : data.StructLayout, optional
+        The load bus (needed with ``loaded``).
 
     Attributes
     ----------
@@ -147,11 +152,15 @@ class MatrixVectorUnit(wiring.Component):
     on ECP5 (synthesis flow) the ``MULT18X18D``'s own registers, so the weight memory's data and the
     input register feed the DSP blocks directly; in simulation plain Amaranth registers.
     One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
+    The weight memories of the PEs in ``loaded`` (``{pe: select}``) have no initial contents: they are
+    :class:`~rnnaccel.hdl.spram.LoadableMemory` (SPRAM on iCE40), written through the ``load`` port
+    (:func:`~rnnaccel.hdl.spram.load_bus_layout` ``load_layout``) when ``load.sel == select``; the
+    unit must not be given beats until the load is complete.
     """
 
     @checked_init
     def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat,
-                 bias_fmt: QFormat | None = None, fold_ranges=None):
+                 bias_fmt: QFormat | None = None, fold_ranges=None, loaded=None, load_layout=None):
         w_banks = np.asarray(w_banks, dtype=np.int64)
         b_banks = np.asarray(b_banks, dtype=np.int64)
         if w_banks.ndim != 3:
@@ -182,7 +191,13 @@ class MatrixVectorUnit(wiring.Component):
         self.w_banks, self.b_banks = w_banks, b_banks
         self.data_fmt, self.weight_fmt, self.acc_fmt = data_fmt, weight_fmt, acc_fmt
         self.latency = mvu_latency(self.simd)
-        super().__init__({
+        self.loaded = dict(loaded or {})
+        if any(not 0 <= p < self.pe for p in self.loaded):
+            raise ValueError(f"loaded PEs {sorted(self.loaded)} outside 0..{self.pe - 1}")
+        if self.loaded and load_layout is None:
+            raise ValueError("loaded weight memories need the load bus layout (load_layout)")
+        ports = {"load": In(load_layout)} if self.loaded else {}
+        super().__init__(ports | {
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(data_fmt.width), self.simd),
                                             always_ready=True)),
             "o_stream": Out(stream.Signature(data.StructLayout({
@@ -229,18 +244,30 @@ class MatrixVectorUnit(wiring.Component):
         # go straight into the DSP, the product straight out of it into the adder tree.
         sums = []
         for p in range(pe):
-            mem = memory.Memory(shape=wlayout, depth=depth,
-                                init=[[int(v) for v in word] for word in self.w_banks[p]])
-            m.submodules[f"weights{p}"] = mem
-            rd = mem.read_port()
-            m.d.comb += rd.addr.eq(rd_addr)
             w1 = Signal(wlayout, name=f"w1_{p}")
-            with m.If(primed):
-                m.d.sync += w1.eq(rd.data)
-            with m.Else():
-                wbits = self.weight_fmt.width
-                word0 = sum((int(v) & ((1 << wbits) - 1)) << (i * wbits) for i, v in enumerate(self.w_banks[p][0]))
-                m.d.sync += w1.as_value().eq(word0)
+            if p in self.loaded:
+                # Written at run time (SPRAM on iCE40): the load bus takes the port while it writes.
+                mem = LoadableMemory(depth, wlayout.size)
+                m.submodules[f"weights{p}"] = mem
+                write = self.load.en & (self.load.sel == self.loaded[p])
+                m.d.comb += [mem.addr.eq(Mux(write, self.load.addr, rd_addr)), mem.wr_en.eq(write),
+                             mem.wr_data.eq(self.load.word)]
+                # No first-cycle constant: the accelerator takes no input until the load is done,
+                # and the memory reads word 0 in every idle cycle after the last write.
+                m.d.sync += w1.as_value().eq(mem.rd_data)
+            else:
+                mem = memory.Memory(shape=wlayout, depth=depth,
+                                    init=[[int(v) for v in word] for word in self.w_banks[p]])
+                m.submodules[f"weights{p}"] = mem
+                rd = mem.read_port()
+                m.d.comb += rd.addr.eq(rd_addr)
+                with m.If(primed):
+                    m.d.sync += w1.eq(rd.data)
+                with m.Else():
+                    wbits = self.weight_fmt.width
+                    word0 = sum((int(v) & ((1 << wbits) - 1)) << (i * wbits)
+                                for i, v in enumerate(self.w_banks[p][0]))
+                    m.d.sync += w1.as_value().eq(word0)
             level = []
             for s in range(simd):
                 prod = registered_product(m, w1[s], x1[s], name=f"prod{p}_{s}")

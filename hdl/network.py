@@ -325,9 +325,14 @@ class Network(wiring.Component):
     Parameters
     ----------
     model : Model
+    plan : MemoryPlan, optional
+        :func:`~rnnaccel.hdl.memory_plan.plan_memories`'s placement; its loaded weight memories are
+        written through ``load``.
 
     Attributes
     ----------
+    load : In(plan.load_layout())
+        Only if the plan loads weight memories: the load bus, broadcast to their layers.
     i_stream : In(stream.Signature(network_input_layout(model)))
     o_stream : Out(stream.Signature(vector_layout(data.width, output_size)))
 
@@ -340,11 +345,14 @@ class Network(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, plan=None):
         if not isinstance(model, Model):
             raise TypeError(f"Network needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
-        super().__init__({
+        self.plan = plan
+        self.load_layout = plan.load_layout() if plan is not None else None
+        ports = {"load": In(self.load_layout)} if self.load_layout is not None else {}
+        super().__init__(ports | {
             "i_stream": In(stream.Signature(network_input_layout(model))),
             "o_stream": Out(stream.Signature(network_output_layout(model))),
         })
@@ -360,7 +368,11 @@ class Network(wiring.Component):
                 st = BidirectionalLayer(directions[0], directions[1], max_len=model.max_len, initial_state=init,
                                         state_out=model.final_state)
             else:
-                st = build_layer(directions[0], initial_state=init, state_out=model.final_state)
+                loaded = self.plan.loaded_pes(k) if self.load_layout is not None else None
+                st = build_layer(directions[0], initial_state=init, state_out=model.final_state,
+                                 loaded=loaded, load_layout=self.load_layout)
+                if loaded:
+                    m.d.comb += st.load.eq(self.load)
             m.submodules[f"layer{k}"] = st
             stages.append(st)
         if model.head_size:

@@ -10,6 +10,7 @@ from rnnaccel.golden.model import Model
 
 from ._util import checked_init
 from .network import Network
+from .spram import WeightLoader
 
 __all__ = ["Accelerator", "AxiStreamTop", "bus_width", "axis_ports", "in_payload_bits", "out_payload_bits"]
 
@@ -20,9 +21,16 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     model : Model
+    plan : MemoryPlan, optional
+        Memory placement (:func:`~rnnaccel.hdl.memory_plan.plan_memories`); default: every memory
+        initialised block RAM, no weight stream.
 
     Attributes
     ----------
+    w_stream : In(stream.Signature(signed(weight.width)))
+        Only if ``plan`` loads weight memories (SPRAM): the codes of
+        :func:`~rnnaccel.hdl.memory_plan.weight_image`, one per beat, after reset. Ready until the
+        last one is taken; ``i_stream`` is not ready before the load is complete.
     i_stream : In(stream.Signature(network_input_layout(model)))
         ``x_t``, one beat per timestep; ``last`` ends a sequence (the state resets after it);
         with ``model.initial_state`` also ``h0`` (and ``c0``) of every layer, read on the first beat.
@@ -38,18 +46,41 @@ class Accelerator(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, plan=None):
         if not isinstance(model, Model):
             raise TypeError(f"Accelerator needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
-        self._network = Network(model)
-        super().__init__(self._network.signature)     # the same stream ports as the network
+        self.plan = plan
+        self._network = Network(model, plan)
+        self._loader = None
+        ports = {}
+        if self._network.load_layout is not None:
+            mems = plan.loaded_placements()
+            self._loader = WeightLoader([p.depth for p in mems], model.simd, model.formats.weight.width)
+            ports["w_stream"] = self._loader.signature.members["w_stream"]
+        net = self._network.signature.members
+        ports |= {"i_stream": net["i_stream"], "o_stream": net["o_stream"]}
+        super().__init__(ports)
+
+    @property
+    def weight_beats(self) -> int:
+        """Beats the weight stream takes after reset (0 without loaded memories)."""
+        return self._loader.beats if self._loader is not None else 0
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.network = layer = self._network
-        wiring.connect(m, wiring.flipped(self.i_stream), layer.i_stream)
-        wiring.connect(m, layer.o_stream, wiring.flipped(self.o_stream))
+        m.submodules.network = net = self._network
+        wiring.connect(m, net.o_stream, wiring.flipped(self.o_stream))
+        if self._loader is None:
+            wiring.connect(m, wiring.flipped(self.i_stream), net.i_stream)
+            return m
+        m.submodules.loader = loader = self._loader
+        wiring.connect(m, wiring.flipped(self.w_stream), loader.w_stream)
+        m.d.comb += net.load.eq(loader.load)
+        # Inputs wait for the weights.
+        m.d.comb += [net.i_stream.payload.eq(self.i_stream.payload),
+                     net.i_stream.valid.eq(self.i_stream.valid & loader.done),
+                     self.i_stream.ready.eq(net.i_stream.ready & loader.done)]
         return m
 
 

@@ -33,7 +33,7 @@ class LayerRun:
 
 def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0.0, seed: int = 0,
                    vcd: str | None = None, max_cycles: int | None = None, extra=None,
-                   out_counts=None) -> LayerRun:
+                   out_counts=None, weights=None) -> LayerRun:
     """Send integer sequences through a component with vector ``i_stream`` / ``o_stream`` ports.
 
     Every sequence is sent back to back, ``last`` on its final step. The producer and consumer
@@ -41,6 +41,9 @@ def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0
     before each input beat / before each output beat is accepted. ``extra``, if given, holds per
     sequence a dict of further payload fields (e.g. ``h0``) sent with every beat of it;
     ``out_counts`` the number of output beats per sequence (default: one per input beat).
+    ``weights``, if given, are first sent through the ``w_stream`` port, one code per beat with the
+    same random pauses (the run-time loaded weight memories, :func:`~rnnaccel.hdl.memory_plan.weight_image`),
+    while the input producer already offers its first beat.
     """
     sequences = [np.asarray(s, dtype=np.int64) for s in sequences]
     result = LayerRun()
@@ -54,6 +57,11 @@ def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0
             count[0] += 1
             if max_cycles is not None and count[0] > max_cycles:
                 raise RuntimeError(f"simulation exceeded {max_cycles} cycles: the design hangs")
+
+    async def weight_producer(ctx):
+        pauses = Pauses(idle, seed + 2)
+        for w in weights:
+            await stream_put(ctx, dut.w_stream, int(w), pauses)
 
     async def producer(ctx):
         pauses = Pauses(idle, seed)
@@ -76,6 +84,8 @@ def run_stream_dut(dut, sequences, *, idle: float = 0.0, backpressure: float = 0
             result.lasts.append(np.array(ls))
 
     sim.add_testbench(clock_counter, background=True)
+    if weights is not None:
+        sim.add_testbench(weight_producer)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     if vcd:

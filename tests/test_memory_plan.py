@@ -1,0 +1,147 @@
+"""Memory placement (block RAM vs SPRAM) and the run-time weight load path, in Amaranth simulation
+bit-exact against the golden model."""
+
+import numpy as np
+import pytest
+
+from rnnaccel.golden.model import Formats, Model, random_weights
+from rnnaccel.golden.network import quantize_input, run_codes
+from rnnaccel.hdl import perf
+from rnnaccel.hdl.layer import layer_banks
+from rnnaccel.hdl.memory_plan import block_ram_blocks, plan_memories, weight_image
+from rnnaccel.hdl.top import Accelerator
+from rnnaccel.sim.amaranth_sim import run_stream_dut
+
+UP5K = dict(family="ice40", block_rams=30)
+
+
+def reference(pe=2, simd=4, n=32):
+    return Model("lstm", n, n, random_weights(n, n, scale=0.3, seed=0), formats=Formats(), pe=pe, simd=simd)
+
+
+def test_block_ram_aspect_ratios():
+    # iCE40 EBR: 256 x 16, 512 x 8, 1024 x 4, 2048 x 2.  ECP5 DP16KD: 512 x 36 ... 16384 x 1.
+    assert block_ram_blocks(2048, 16, "ice40") == 8          # 2048 x 2 per block, 8 side by side
+    assert block_ram_blocks(1024, 64, "ice40") == 16         # 1024 x 4 per block: 16 side by side
+    assert block_ram_blocks(64, 32, "ice40") == 2            # 256 x 16, two side by side
+    assert block_ram_blocks(2048, 16, "ecp5") == 2           # 1024 x 18, two deep
+    assert block_ram_blocks(1024, 64, "ecp5") == 4           # 1024 x 18, four side by side
+    with pytest.raises(ValueError, match="unknown FPGA family"):
+        block_ram_blocks(1, 1, "gowin")
+
+
+def test_plan_moves_largest_weights_to_spram_when_ebr_is_short():
+    plan = plan_memories(reference(), "ice40-up5k", **UP5K)
+    spram = [p for p in plan.placements if p.where == "spram"]
+    # Two 1024 x 64 weight memories (16 EBR each); 4 SPRAMs take exactly one of them (64 / 16 wide).
+    assert [(p.memory, p.blocks, p.loaded) for p in spram] == [("network.layer0.mvu.weights0", 4, True)]
+    assert plan.loaded == ((0, 0),)
+    assert plan.spram_used == 4
+    # 84 EBR without SPRAM (2 x 16 weights, 2 x 2 biases, 6 tables x 8), 16 fewer with it.
+    assert plan.block_ram_used == 68 and not plan.fits
+    assert "loaded at run time" in "\n".join(plan.describe())
+
+
+def test_plan_keeps_block_ram_when_it_fits_or_when_told():
+    small = reference(pe=1, simd=4, n=8)
+    assert plan_memories(small, "ice40-up5k", **UP5K).loaded == ()
+    assert plan_memories(reference(), "ice40-up5k", storage="rom", **UP5K).loaded == ()
+    assert plan_memories(reference(), "ecp5-85k", family="ecp5", block_rams=208).loaded == ()
+    forced = plan_memories(small, "ice40-up5k", storage="spram", **UP5K)
+    assert forced.loaded == ((0, 0),) and forced.fits
+    with pytest.raises(ValueError, match="has no SPRAM"):
+        plan_memories(small, "ecp5-25k", family="ecp5", block_rams=56, storage="spram")
+    with pytest.raises(ValueError, match="storage must be one of"):
+        plan_memories(small, "ice40-up5k", storage="sram", **UP5K)
+
+
+def test_plan_names_weights_without_a_load_path():
+    w = random_weights(16, 16, scale=0.3, seed=0, cell="gru_rb")
+    plan = plan_memories(Model("gru_rb", 16, 16, w, pe=1, simd=4), "ice40-up5k", family="ice40", block_rams=2)
+    assert plan.loaded == ()
+    assert plan.not_movable == ("network.layer0.mvu.weights0",)
+
+
+def test_spram_count_limits_what_moves():
+    model = make("lstm", num_layers=2)       # four 32-bit weight memories, 2 SPRAMs each
+    assert plan_memories(model, "ice40-up5k", storage="spram", **UP5K).loaded == ((0, 0), (0, 1))
+
+
+#: Simulation does not care how many SPRAMs a part has: enough for every weight memory.
+MANY = dict(UP5K, sprams=16)
+
+
+def test_weight_image_is_the_memory_contents_in_load_order():
+    model = make("lstm", num_layers=2)
+    plan = plan_memories(model, "ice40-up5k", storage="spram", **MANY)
+    assert plan.loaded == ((0, 0), (0, 1), (1, 0), (1, 1))
+    image = weight_image(model, plan)
+    parts = []
+    for k in range(2):
+        w_banks, _ = layer_banks(model.layer(k))
+        parts += [w_banks[p] for p in range(2)]
+    assert len(image) == sum(p.size for p in parts) == plan.image_words * model.simd
+    # Layer 0, PE 1's first word begins right after PE 0's memory.
+    np.testing.assert_array_equal(image[parts[0].size:parts[0].size + model.simd], parts[1][0])
+
+
+CONFIGS = {
+    "lstm-pe2-simd2": dict(cell="lstm"),
+    "gru-L2": dict(cell="gru", num_layers=2),
+    "rnn_tanh-head2": dict(cell="rnn_tanh", head_size=2),
+    "lstm_nf-L2-h0c0-pe1-simd3": dict(cell="lstm_nf", num_layers=2, initial_state=True, pe=1, simd=3),
+}
+
+
+def make(cell, X=5, H=4, pe=2, simd=2, seed=3, **kw):
+    w = random_weights(X, H, scale=0.5, seed=seed, cell=cell, num_layers=kw.get("num_layers", 1),
+                       head_size=kw.get("head_size", 0))
+    return Model(cell, X, H, w, pe=pe, simd=simd, **kw)
+
+
+def _run(model, plan, seqs, image, pauses=(0.0, 0.0), extra=None, counts=None):
+    return run_stream_dut(Accelerator(model, plan), seqs, idle=pauses[0], backpressure=pauses[1], seed=7,
+                          max_cycles=200_000, weights=image, extra=extra, out_counts=counts)
+
+
+@pytest.mark.parametrize("pauses", [(0.0, 0.0), (0.4, 0.4)], ids=["no-pauses", "idle-backpressure"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_loaded_weights_match_golden(name, pauses):
+    kw = dict(CONFIGS[name])
+    model = make(kw.pop("cell"), **kw)
+    plan = plan_memories(model, "ice40-up5k", storage="spram", **MANY)
+    assert len(plan.loaded) == model.num_layers * model.pe      # every layer's weights are loaded
+    rng = np.random.default_rng(4)
+    seqs = [quantize_input(rng.uniform(-2, 2, (T, model.input_size)), model) for T in (3, 1, 4)]
+    extra = None
+    if model.initial_state:
+        f, n = model.formats, model.num_layers
+        extra = [{"h0": rng.integers(-200, 200, (n, model.state_size)),
+                  "c0": rng.integers(-200, 200, (n, model.hidden_size))} for _ in seqs]
+    expected = [run_codes(model, s, **(extra[i] if extra else {})).h_codes for i, s in enumerate(seqs)]
+    image = weight_image(model, plan)
+    run = _run(model, plan, seqs, image, pauses, extra)
+    for exp, got in zip(expected, run.outputs):
+        np.testing.assert_array_equal(got, exp)
+    # No output before the load: the first one comes after all weight beats and a whole step.
+    assert run.out_cycles[0] >= len(image) + perf.layer_cycles(model.layer(0))
+
+
+def test_wrong_weight_image_changes_the_outputs():
+    model = make("lstm")
+    plan = plan_memories(model, "ice40-up5k", storage="spram", **MANY)
+    seqs = [quantize_input(np.random.default_rng(1).uniform(-2, 2, (4, model.input_size)), model)]
+    image = weight_image(model, plan).copy()
+    image[len(image) // 2] ^= 0x100           # one weight of PE 1's memory, one bit
+    run = _run(model, plan, seqs, image)
+    assert not np.array_equal(run.outputs[0], run_codes(model, seqs[0]).h_codes)
+
+
+def test_loaded_and_rom_accelerators_take_the_same_cycles_per_step():
+    model = make("gru", num_layers=2)
+    plan = plan_memories(model, "ice40-up5k", storage="spram", **MANY)
+    seqs = [quantize_input(np.random.default_rng(2).uniform(-2, 2, (6, model.input_size)), model)]
+    rom = run_stream_dut(Accelerator(model), seqs, max_cycles=100_000)
+    loaded = _run(model, plan, seqs, weight_image(model, plan))
+    np.testing.assert_array_equal(np.diff(loaded.out_cycles), np.diff(rom.out_cycles))
+    assert (np.diff(rom.out_cycles) == perf.cycles_per_timestep(model)).all()
