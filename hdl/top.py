@@ -123,18 +123,30 @@ class AxiStreamTop(wiring.Component):
     Ports ``s_axis_tdata/tvalid/tready/tlast`` (x_t in) and ``m_axis_tdata/tvalid/tready/tlast``
     (h_t out). Element ``k`` of a vector occupies ``tdata[k*W + W-1 : k*W]`` (two's complement);
     ``tdata`` is zero-padded to a multiple of 8 bits. Clock ``clk``, synchronous reset ``rst``.
+    With run-time loaded weight memories (``plan``) also ``s_axis_weights_tdata/tvalid/tready``:
+    one weight code per beat (``tdata[W_w-1:0]``), :func:`~rnnaccel.hdl.memory_plan.weight_image`
+    after reset; ``s_axis_tready`` stays low until the load is complete.
     """
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, plan=None):
         self.model = model
-        w = model.formats.data.width
+        self.plan = plan
         self.in_bits = in_payload_bits(model)
         self.out_bits = out_payload_bits(model)
-        super().__init__(axis_ports(-(-self.in_bits // 8) * 8, -(-self.out_bits // 8) * 8))
+        ports = axis_ports(-(-self.in_bits // 8) * 8, -(-self.out_bits // 8) * 8)
+        self.loads_weights = plan is not None and bool(plan.loaded)
+        if self.loads_weights:
+            ports |= {"s_axis_weights_tdata": In(-(-model.formats.weight.width // 8) * 8),
+                      "s_axis_weights_tvalid": In(1), "s_axis_weights_tready": Out(1)}
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.accel = acc = Accelerator(self.model)
+        m.submodules.accel = acc = Accelerator(self.model, self.plan)
+        if self.loads_weights:
+            m.d.comb += [acc.w_stream.payload.eq(self.s_axis_weights_tdata[:self.model.formats.weight.width]),
+                         acc.w_stream.valid.eq(self.s_axis_weights_tvalid),
+                         self.s_axis_weights_tready.eq(acc.w_stream.ready)]
         m.d.comb += [
             _payload_bits(acc.i_stream.payload).eq(self.s_axis_tdata[:self.in_bits]),
             acc.i_stream.payload.last.eq(self.s_axis_tlast),

@@ -23,6 +23,11 @@ Vector boundaries follow from the beat count alone; ``s_axis_tlast`` is sampled 
 beat of each vector (on other beats it is ignored). The padding bits of the final beat are ignored
 on input and zero on output.
 
+With run-time loaded weight memories (``plan``, :mod:`rnnaccel.hdl.memory_plan`) the same input
+stream first carries the weight image after reset: every code of
+:func:`~rnnaccel.hdl.memory_plan.weight_image` in ``ceil(W_w / width)`` beats (``pack_vector`` of the
+one code, least significant beat first, ``tlast`` ignored), then the sequences as above.
+
 Ports: ``s_axis_tdata[width-1:0]``, ``s_axis_tvalid``, ``s_axis_tready``, ``s_axis_tlast``,
 ``m_axis_tdata[width-1:0]``, ``m_axis_tvalid``, ``m_axis_tready``, ``m_axis_tlast``, plus ``clk``
 and ``rst`` (synchronous): ``2 * width + 8`` pins, 24 for bytes.
@@ -30,7 +35,7 @@ and ``rst`` (synchronous): ``2 * width + 8`` pins, 24 for bytes.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
 from rnnaccel.golden.model import Model
@@ -91,6 +96,9 @@ class SerialisedTop(wiring.Component):
     model : Model
     width : int
         Bits per beat of both streams (default 8). See the module docstring for the wire format.
+    plan : MemoryPlan, optional
+        Memory placement of the accelerator; with loaded weight memories the input stream carries
+        the weight image first.
 
     Attributes
     ----------
@@ -121,7 +129,7 @@ class SerialisedTop(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model, width: int = 8):
+    def __init__(self, model: Model, width: int = 8, plan=None):
         if not isinstance(model, Model):
             raise TypeError(f"SerialisedTop needs a rnnaccel Model, got {type(model).__name__}")
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -133,12 +141,33 @@ class SerialisedTop(wiring.Component):
         self.out_bits = out_payload_bits(model)           # y_t (and final states)
         self.in_beats = -(-self.in_bits // width)
         self.out_beats = -(-self.out_bits // width)
+        self.plan = plan
+        self.weight_code_beats = -(-model.formats.weight.width // width)
         super().__init__(axis_ports(width, width))
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.accel = acc = Accelerator(self.model)
+        m.submodules.accel = acc = Accelerator(self.model, self.plan)
         w = self.width
+
+        # -- weight image (loaded memories only): code beats -> w_stream, until the load is done ------
+        loading = Const(0)
+        if "w_stream" in acc.signature.members:
+            nb = self.weight_code_beats
+            loading = acc.w_stream.ready
+            w_buf = Signal(nb * w)
+            w_idx = Signal(range(max(nb, 2)))
+            w_full = Signal()
+            m.d.comb += [acc.w_stream.valid.eq(w_full),
+                         acc.w_stream.payload.eq(w_buf[:self.model.formats.weight.width])]
+            with m.If(loading & self.s_axis_tvalid & ~w_full):
+                m.d.sync += w_buf.word_select(w_idx, w).eq(self.s_axis_tdata)
+                with m.If(w_idx == nb - 1):
+                    m.d.sync += [w_idx.eq(0), w_full.eq(1)]
+                with m.Else():
+                    m.d.sync += w_idx.eq(w_idx + 1)
+            with m.If(acc.w_stream.valid & acc.w_stream.ready):
+                m.d.sync += w_full.eq(0)
 
         # -- deserialiser: x_t beats -> one wide beat ------------------------------------------
         in_buf = Signal(self.in_beats * w)
@@ -146,12 +175,13 @@ class SerialisedTop(wiring.Component):
         in_full = Signal()
         in_last = Signal()
         m.d.comb += [
-            self.s_axis_tready.eq(~in_full),
+            self.s_axis_tready.eq(Mux(loading, ~w_full, ~in_full) if "w_stream" in acc.signature.members
+                                  else ~in_full),
             acc.i_stream.valid.eq(in_full),
             _payload_bits(acc.i_stream.payload).eq(in_buf[:self.in_bits]),
             acc.i_stream.payload.last.eq(in_last),
         ]
-        with m.If(self.s_axis_tvalid & ~in_full):
+        with m.If(self.s_axis_tvalid & ~in_full & ~loading):
             m.d.sync += in_buf.word_select(in_idx, w).eq(self.s_axis_tdata)
             with m.If(in_idx == self.in_beats - 1):
                 m.d.sync += [in_idx.eq(0), in_full.eq(1), in_last.eq(self.s_axis_tlast)]

@@ -116,6 +116,15 @@ def _print_generate(summary: dict, out: Path):
         + (f"; table inputs clipped to the table range: {sum(clips.values())}" if clips else ""),
         f"  files        {', '.join(summary['files'])}",
     ]
+    plan = summary.get("memory_plan")
+    if plan:
+        loaded = [mm for mm in plan["memories"] if mm["loaded"]]
+        lines.append(f"  memories     {plan['target']}: {plan['block_ram']['used']}/{plan['block_ram']['available']} "
+                     f"block RAMs planned" + (f", {plan['spram']['used']}/{plan['spram']['available']} SPRAM"
+                                              if plan["spram"]["available"] else ""))
+        if loaded:
+            lines.append(f"  weights      {len(loaded)} memories loaded at run time: "
+                         f"{summary['axis']['weight_image_codes']} codes through s_axis_weights after reset")
     click.echo("\n".join(lines))
 
 
@@ -164,12 +173,13 @@ def _print_simulate(r: dict):
     click.echo("\n".join(lines))
 
 
-def _generate(config, out, *, sequences, min_len, max_len, seed, pe=None, simd=None) -> dict:
+def _generate(config, out, *, sequences, min_len, max_len, seed, pe=None, simd=None, target=None,
+              storage="auto") -> dict:
     from rnnaccel.scripts import flow
     try:
         model = flow.resolve_model(config, pe=pe, simd=simd)
         return flow.generate(model, out, sequences=sequences, min_len=min_len, max_len=max_len, seed=seed,
-                             status=_status)
+                             status=_status, target=target, storage=storage)
     except (ConfigError, ValueError, TypeError, OSError) as e:
         raise _Fail(_one_line(e)) from None
 
@@ -218,6 +228,10 @@ def main():
     """Fixed-point LSTM accelerator generator (Amaranth HDL) with a bit-exact golden model."""
 
 
+_TARGETS = ["ice40-up5k", "ecp5-25k", "ecp5-45k", "ecp5-85k"]
+_STORAGE = ["auto", "rom", "spram"]
+
+
 @main.command()
 @click.argument("config")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -229,14 +243,20 @@ def main():
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the test inputs.")
 @click.option("--pe", type=click.IntRange(min=1), help="Override the processing elements (must divide H).")
 @click.option("--simd", type=click.IntRange(min=1), help="Override the multipliers per PE.")
-def generate(config, out, sequences, min_len, max_len, seed, pe, simd):
+@click.option("--target", type=click.Choice(_TARGETS),
+              help="Place the memories for this part: on ice40-up5k, weights that do not fit the block RAM "
+                   "go to SPRAM, loaded at run time through an s_axis_weights port.")
+@click.option("--storage", default="auto", show_default=True, type=click.Choice(_STORAGE),
+              help="Weight placement with --target: SPRAM where block RAM is short (auto), never (rom), "
+                   "or every weight memory that can move (spram).")
+def generate(config, out, sequences, min_len, max_len, seed, pe, simd, target, storage):
     """Generate Verilog, golden test vectors and a cycle/resource summary.
 
     CONFIG is a model TOML file or the name of a built-in example (see 'rnnaccel examples').
     Writes rnnaccel_top.v, model.toml/.npz, vectors.npz and summary.json into the output directory.
     """
     summary = _generate(config, out, sequences=sequences, min_len=min_len, max_len=max_len, seed=seed,
-                        pe=pe, simd=simd)
+                        pe=pe, simd=simd, target=target, storage=storage)
     _print_generate(summary, out)
 
 
@@ -320,7 +340,10 @@ def examples():
 @click.option("--freq", type=click.FloatRange(min=0, min_open=True), help="Target clock in MHz (nextpnr --freq).")
 @click.option("--wrapper", default="auto", show_default=True, type=click.Choice(["auto", "axis", "serial"]),
               help="Top level: wide AXI4-Stream ports, the byte-serialised wrapper, or whichever fits the pins.")
-def synth(build_dir, target, seed, freq, wrapper):
+@click.option("--storage", default="auto", show_default=True, type=click.Choice(_STORAGE),
+              help="Weight memories: SPRAM (loaded at run time) where block RAM is short (auto), never (rom), "
+                   "or wherever they can go (spram; ice40-up5k only).")
+def synth(build_dir, target, seed, freq, wrapper, storage):
     """Synthesise a build directory with Yosys and nextpnr (yowasp): utilisation and Fmax.
 
     Reads BUILD_DIR/model.toml (written by 'rnnaccel generate') and writes logs, report.json and
@@ -330,8 +353,10 @@ def synth(build_dir, target, seed, freq, wrapper):
     model = _build_dir_model(build_dir)
     out = Path(build_dir) / "synth" / target
     try:
-        report = flow_synth.synth(model, out, target, seed=seed, freq=freq, wrapper=wrapper,
+        report = flow_synth.synth(model, out, target, seed=seed, freq=freq, wrapper=wrapper, storage=storage,
                                   progress=lambda step, msg: _status(f"{step}: {msg}"))
+    except ValueError as e:
+        raise _Fail(_one_line(e)) from None
     except flow_synth.SynthError as e:
         raise _Fail(f"synthesis for {target} failed: {_one_line(e)} (logs in {out})", EXIT_FAIL) from None
     click.echo(flow_synth.format_summary(report))

@@ -122,7 +122,8 @@ def make_inputs(model: Model, sequences, min_len, max_len, seed) -> tuple[list[n
 
 
 def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len: int = 50, seed: int = 0,
-             inputs=None, status: Callable[[str], None] | None = None) -> dict:
+             inputs=None, status: Callable[[str], None] | None = None, target: str | None = None,
+             storage: str = "auto") -> dict:
     """Write a self-contained build directory: Verilog, model, golden vectors and a summary.
 
     Parameters
@@ -138,6 +139,13 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
         Float input sequences to use instead.
     status : callable, optional
         Called with short progress lines.
+    target : str, optional
+        Place the memories for this synthesis target (:func:`~rnnaccel.hdl.memory_plan.plan_memories`):
+        on ``ice40-up5k`` weights that do not fit the block RAM go to SPRAM and are loaded at run
+        time through the top's ``s_axis_weights`` port (``vectors.npz`` then carries ``w_image``).
+        SPRAMs are instantiated as ``SB_SPRAM256KA`` (the simulation bench adds Yosys' model of it).
+    storage : {"auto", "rom", "spram"}
+        Placement policy with ``target``.
 
     Returns
     -------
@@ -169,13 +177,28 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
                                  f"sequence buffers hold (hardware.max_len = {model.max_len})")
 
     from rnnaccel.hdl.export import to_verilog
+    from rnnaccel.hdl.memory_plan import plan_memories, weight_image
     from rnnaccel.hdl.perf import estimate, sequence_cycles
     from rnnaccel.hdl.top import in_payload_bits, out_payload_bits
+
+    plan = None
+    if target is not None:
+        from rnnaccel.scripts.synth import _target
+        tgt = _target(target)
+        plan = plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
+        say(f"memory plan for {tgt.name}: {plan.block_ram_used}/{tgt.bram_blocks} block RAMs"
+            + (f", {plan.spram_used}/{plan.spram_available} SPRAM ({len(plan.loaded)} weight memories "
+               f"loaded at run time)" if plan.spram_available else "")
+            + ("" if plan.fits else " -- more than the part has"))
+    elif storage != "auto":
+        raise ValueError(f"storage = {storage!r} needs a target (--target ice40-up5k)")
 
     t0 = time.monotonic()
     say(f"generating Verilog for {model.name} (X={model.input_size}, H={model.hidden_size}, "
         f"PE={model.pe}, SIMD={model.simd})")
-    verilog = to_verilog(model, name="rnnaccel_top")
+    # With a target, loaded memories are that family's primitive (SB_SPRAM256KA on iCE40): the bench
+    # then simulates Yosys' model of it, the same Verilog a vendor flow synthesises.
+    verilog = to_verilog(model, name="rnnaccel_top", plan=plan, family=tgt.family if plan is not None else None)
     (out / "rnnaccel_top.v").write_text(verilog)
     save(model, out / "model.toml")
     t_verilog = time.monotonic() - t0
@@ -213,7 +236,8 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     save_vectors(out / "vectors.npz", x_codes, lengths, h_codes, x_float, h_float, out_lengths=out_lengths,
                  h0_codes=np.array(h0s) if h0s else None, c0_codes=np.array(c0s) if c0s else None,
                  seq_cycles=seq_cycles, hn_codes=np.array(hns) if hns else None,
-                 cn_codes=np.array(cns) if cns else None)
+                 cn_codes=np.array(cns) if cns else None,
+                 w_image=weight_image(model, plan) if plan is not None and plan.loaded else None)
     err = np.abs(to_float(h_codes, model.formats.data) - h_float)
 
     perf = estimate(model)
@@ -222,7 +246,10 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
         "model": model.summary(),
         "perf": perf,
         "axis": {"s_axis_tdata_width": -(-in_payload_bits(model) // 8) * 8,
-                 "m_axis_tdata_width": -(-out_payload_bits(model) // 8) * 8},
+                 "m_axis_tdata_width": -(-out_payload_bits(model) // 8) * 8}
+        | ({"s_axis_weights_tdata_width": -(-model.formats.weight.width // 8) * 8,
+            "weight_image_codes": plan.image_words * model.simd} if plan is not None and plan.loaded else {}),
+        "memory_plan": plan.as_dict() if plan is not None else None,
         "vectors": {
             "sequences": int(len(lengths)), "timesteps": int(lengths.sum()),
             "min_len": int(lengths.min()), "max_len": int(lengths.max()),

@@ -182,33 +182,42 @@ def choose_wrapper(model: Model, target: Target | str, wrapper: str = "auto") ->
     return "axis" if _axis_pins(model) <= target.io else "serial"
 
 
-def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME, family: str | None = None) -> tuple[str, dict]:
+def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME, family: str | None = None,
+                plan=None) -> tuple[str, dict]:
     """Verilog of the synthesised top and a description of it (wrapper, pins, beats).
 
     ``family`` (``"ecp5"``): registered multipliers become the family's DSP primitive with its own
     input and output registers (:mod:`rnnaccel.hdl.dsp`); otherwise plain Amaranth multipliers.
+    ``family == "ice40"``: the ``plan``'s loaded weight memories become ``SB_SPRAM256KA``
+    (:mod:`rnnaccel.hdl.spram`).
     """
     from amaranth.back import verilog
 
     from rnnaccel.hdl.dsp import dsp_primitives
+    from rnnaccel.hdl.spram import ram_primitives
 
     from rnnaccel.hdl.top import AxiStreamTop
     from rnnaccel.hdl.wrapper import SerialisedTop, serial_ports
 
     if wrapper == "axis":
-        top = AxiStreamTop(model)
+        top = AxiStreamTop(model, plan)
         info = {"wrapper": "axis", "component": "rnnaccel.hdl.top.AxiStreamTop", "pins": _axis_pins(model)}
+        if top.loads_weights:
+            info["pins"] += len(top.s_axis_weights_tdata) + 2
     elif wrapper == "serial":
-        top = SerialisedTop(model)
+        top = SerialisedTop(model, plan=plan)
         info = {"wrapper": "serial", "component": "rnnaccel.hdl.wrapper.SerialisedTop",
                 "pins": serial_ports(top.width), "beat_width": top.width,
                 "in_beats": top.in_beats, "out_beats": top.out_beats}
     else:
         raise ValueError(f"wrapper must be 'axis' or 'serial', got {wrapper!r}")
     info["module"] = name
-    with dsp_primitives(family):
+    with dsp_primitives(family), ram_primitives(family):
         text = verilog.convert(top, name=name, emit_src=False)
     info["dsp_primitives"] = len(re.findall(r"^\s*MULT18X18D\b", text, re.M))
+    info["spram_primitives"] = len(re.findall(r"^\s*SB_SPRAM256KA\b", text, re.M))
+    if plan is not None and plan.loaded:
+        info["weight_image_codes"] = plan.image_words * model.simd
     return text, info
 
 
@@ -460,7 +469,7 @@ def _dsp_check(model: Model, target: Target, muls: list[dict], dsp_used: int, pr
 
 def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | None = None,
           progress: Callable[[str, str], None] | None = None, wrapper: str = "auto",
-          timeout: float | None = None) -> dict:
+          timeout: float | None = None, storage: str = "auto") -> dict:
     """Synthesise ``model`` for ``target`` with Yosys and nextpnr; returns the report.
 
     Parameters
@@ -482,6 +491,9 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         Top to synthesise, see the module docstring.
     timeout : float, optional
         Seconds allowed to each tool run.
+    storage : {"auto", "rom", "spram"}
+        Weight memory placement (:func:`~rnnaccel.hdl.memory_plan.plan_memories`): on the UP5K,
+        ``auto`` moves weight memories to SPRAM (loaded at run time) when block RAM is short.
 
     Returns
     -------
@@ -492,7 +504,8 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         Yosys), ``fmax_mhz`` (per clock), ``fmax`` (the ``clk`` domain), ``freq_target_mhz``,
         ``timing_met``, ``critical_path``, ``prediction`` (analytic: multipliers, memory bits, cycles
         per timestep), ``throughput`` (timesteps/s at the achieved Fmax), ``dsp_check``,
-        ``multipliers_rtl``, ``memories``, ``yosys_cells``, ``nextpnr_bels``, ``runtime_s``, ``seed``.
+        ``multipliers_rtl``, ``memories``, ``memory_plan`` (where each memory was placed and whether
+        it is loaded at run time), ``yosys_cells``, ``nextpnr_bels``, ``runtime_s``, ``seed``.
 
     Raises
     ------
@@ -525,10 +538,16 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
 
     # 1. Verilog of the wrapped design.
     choice = choose_wrapper(model, tgt, wrapper)
+    from rnnaccel.hdl.memory_plan import plan_memories
+    plan = plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
+    if plan.loaded:
+        say("verilog", f"weights of {len(plan.loaded)} memories in SPRAM ({plan.spram_used} of "
+                       f"{plan.spram_available}), loaded at run time; {plan.block_ram_used} of "
+                       f"{plan.block_ram_available} block RAMs planned")
     say("verilog", f"{choice} top for {model.name} (X={model.input_size}, H={model.hidden_size}, "
                    f"PE={model.pe}, SIMD={model.simd})")
     t0 = time.monotonic()
-    text, top = top_verilog(model, choice, family=tgt.family)
+    text, top = top_verilog(model, choice, family=tgt.family, plan=plan)
     (out / "top.v").write_text(text)
     if top["pins"] > tgt.io:
         raise DesignDoesNotFit(
@@ -540,7 +559,8 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
     pred = _prediction(model, tgt, top)
     for what, need, have in (("multipliers", pred["multipliers"]["total"], tgt.dsp_blocks),
                              (f"{tgt.bram_bits}-bit block RAMs for the ROM bits", pred["memory_blocks_lower_bound"],
-                              tgt.bram_blocks)):
+                              tgt.bram_blocks),
+                             ("block RAMs in the memory plan", plan.block_ram_used, tgt.bram_blocks)):
         if need > have:
             say("verilog", f"warning: the analytic model predicts {need} {what}, the {tgt.device} has {have}; "
                            f"place and route will probably fail")
@@ -549,6 +569,8 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
     script = "\n".join([
         # The DSP primitives instantiated directly (hdl/dsp.py) are black boxes of the cell library.
         *(["read_verilog -lib +/lattice/cells_bb_ecp5.v"] if tgt.family == "ecp5" else []),
+        # SPRAMs of run-time loaded weight memories (hdl/spram.py).
+        *(["read_verilog -lib -specify +/ice40/cells_sim.v"] if top.get("spram_primitives") else []),
         "read_verilog top.v",
         f"hierarchy -check -top {TOP_NAME}",
         # Multiplier census on the flat RTL (the synth script's own proc and flatten are then no-ops).
@@ -650,6 +672,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         "throughput": throughput,
         "dsp_check": _dsp_check(model, tgt, muls, util["dsp"]["used"], top.get("dsp_primitives", 0)),
         "memories": _memory_mapping(ylog),
+        "memory_plan": plan.as_dict(),
         "multipliers_rtl": muls,
         "yosys_cells": cells,
         "nextpnr_bels": parsed["bels"],
@@ -698,9 +721,12 @@ def format_summary(report: dict) -> str:
     row("FF", "ff")
     row("DSP", "dsp", f"{mul['total']} multipliers ({mul['mvu']} MVU + {mul['elementwise']} element-wise)")
     bram_bits = TARGETS[r["target"]].bram_bits
+    plan = r.get("memory_plan") or {}
+    planned = f"; plan {plan['block_ram']['used']}" if plan.get("block_ram") else ""
     row("BRAM", "bram", f"{mem['total']} ROM bits (weights {mem['weights']}, bias {mem['bias']}, tables "
-                        f"{mem['tables']}) >= {pred['memory_blocks_lower_bound']} x {bram_bits}-bit blocks")
-    row("SPRAM", "spram")
+                        f"{mem['tables']}) >= {pred['memory_blocks_lower_bound']} x {bram_bits}-bit blocks{planned}")
+    row("SPRAM", "spram", f"plan {plan['spram']['used']} (weights loaded at run time)"
+        if plan.get("spram", {}).get("used") else "")
     row("LUTRAM", "lutram")
     row("I/O", "io")
     lines.append("")
@@ -728,9 +754,23 @@ def format_summary(report: dict) -> str:
     for note in d["notes"]:
         lines.append(f"             - {note}")
     if r.get("memories"):
-        lines.append("  memories")
+        lines.append("  memories   (Yosys' mapping)")
         for mm in r["memories"]:
             lines.append(f"             {mm['memory']} -> {mm['mapped_to']}")
+    plan = r.get("memory_plan")
+    if plan:
+        loaded = [mm for mm in plan["memories"] if mm["loaded"]]
+        lines.append(f"  placement  planned {plan['block_ram']['used']}/{plan['block_ram']['available']} block RAMs"
+                     + (f", {plan['spram']['used']}/{plan['spram']['available']} SPRAM" if plan["spram"]["available"]
+                        else ""))
+        for mm in loaded:
+            lines.append(f"             {mm['memory']} ({mm['depth']} x {mm['width']}) -> {mm['blocks']} SPRAM, "
+                         f"loaded at run time")
+        if loaded:
+            lines.append(f"             weight image: {top.get('weight_image_codes', 0)} codes through the "
+                         f"weight stream after reset")
+        for name in plan.get("not_movable", []):
+            lines.append(f"             {name}: no run-time load path for this layer, stays in block RAM")
     rt = r["runtime_s"]
     lines.append(f"  run time   {rt.get('total', 0):.1f} s (Yosys {rt.get('yosys', 0):.1f} s, "
                  f"nextpnr {rt.get('nextpnr', 0):.1f} s)")

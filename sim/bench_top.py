@@ -265,6 +265,9 @@ async def test_top(dut):
     dut.s_axis_tvalid.value = 0
     dut.s_axis_tlast.value = 0
     dut.s_axis_tdata.value = 0
+    if summary["axis"].get("s_axis_weights_tdata_width"):
+        dut.s_axis_weights_tvalid.value = 0
+        dut.s_axis_weights_tdata.value = 0
     dut.m_axis_tready.value = 0
     await ClockCycles(dut.clk, 3)
     for prefix in ("s_axis", "m_axis"):     # cocotbext-axi is chatty at INFO level
@@ -280,6 +283,24 @@ async def test_top(dut):
     cocotb.start_soon(monitor.run())
     board = Scoreboard(vectors, fmt, Y, cell_width)
     errors: list[str] = []
+
+    # -- phase 0 (designs with run-time loaded weights): the weight image through s_axis_weights ---
+    load_cycles = None
+    w_width = summary["axis"].get("s_axis_weights_tdata_width")
+    if w_width:
+        assert vectors.w_image is not None, "the design has a weight port but vectors.npz has no w_image"
+        if int(dut.s_axis_tready.value):
+            errors.append("s_axis_tready is high before the weights are loaded")
+        logging.getLogger(f"cocotb.{dut._name}.s_axis_weights").setLevel(logging.WARNING)
+        wsource = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_weights"), dut.clk)
+        wsource.set_pause_generator(_pauses(random.Random(seed + 17), idle))
+        nb = int(w_width) // 8
+        t_load = get_sim_time("ns")
+        await wsource.send(AxiStreamFrame(b"".join(int(c).to_bytes(nb, "little", signed=True)
+                                                   for c in vectors.w_image)))
+        await wsource.wait()
+        load_cycles = round((get_sim_time("ns") - t_load) / CLOCK_NS)
+        wsource.clear_pause_generator()
 
     # -- phase 1: all sequences back to back, idles and backpressure -------------------------------
     rng = random.Random(seed)
@@ -390,6 +411,8 @@ async def test_top(dut):
         "idle": idle,
         "backpressure": backpressure,
         "s_axis_tdata_width": in_width,
+        "weight_image_codes": None if vectors.w_image is None else int(len(vectors.w_image)),
+        "weight_load_cycles": load_cycles,
         "m_axis_tdata_width": out_width,
     }
     results_path.parent.mkdir(parents=True, exist_ok=True)

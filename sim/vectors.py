@@ -15,6 +15,8 @@ array        shape             meaning
 ``seq_cycles`` (S,) int64      analytic cycles of each sequence back to back (optional)
 ``hn_codes`` (S, L*D, P) int64 expected final states per sequence (optional; ``final_state`` models)
 ``cn_codes`` (S, L*D, H) int64 expected final cell states (optional; LSTMs with ``final_state``)
+``w_image``  (N,) int64         weight codes to send through the weight stream after reset (optional;
+                               designs with run-time loaded SPRAM weights, hdl/memory_plan.py)
 ``x_float``  (sum T, X)        float inputs before quantisation
 ``h_float``  (sum U, Y)        float reference (PyTorch semantics) of the outputs
 ===========  ================  ===========================================================
@@ -90,6 +92,7 @@ class Vectors:
     seq_cycles: np.ndarray | None = None
     hn_codes: np.ndarray | None = None
     cn_codes: np.ndarray | None = None
+    w_image: np.ndarray | None = None
 
     def __post_init__(self):
         if self.out_lengths is None:
@@ -155,7 +158,7 @@ class Vectors:
         return flags
 
 
-_OPTIONAL_INT = ("out_lengths", "h0_codes", "c0_codes", "seq_cycles", "hn_codes", "cn_codes")
+_OPTIONAL_INT = ("out_lengths", "h0_codes", "c0_codes", "seq_cycles", "hn_codes", "cn_codes", "w_image")
 
 
 def save_vectors(path, x_codes, lengths, h_codes, x_float=None, h_float=None, **optional) -> Path:

@@ -211,3 +211,32 @@ def test_cells_quick(cfg, sim, tmp_path):
 def test_cells_full(cfg, sim, tmp_path):
     """20 sequences of 10-16 steps per cell/topology on both simulators."""
     _run_cell(cfg, sim, tmp_path, (20, 10, 16))
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_spram_weights_loaded_through_the_weight_port(sim, tmp_path):
+    """``generate --target ice40-up5k --storage spram``: SB_SPRAM256KA instances (simulated with Yosys'
+    model of the primitive), the weight image sent through s_axis_weights first, then bit-exact outputs."""
+    model = make_model(4, 4, 2, 2, "s8.6", "s8.6", seed=5)
+    build = tmp_path / "build"
+    summary = generate(model, build, sequences=4, min_len=3, max_len=8, seed=1, target="ice40-up5k",
+                       storage="spram")
+    assert summary["memory_plan"]["loaded_weight_memories"] == [[0, 0], [0, 1]]
+    assert (build / "rnnaccel_top.v").read_text().count("SB_SPRAM256KA") == 2    # one 16-bit SPRAM per PE
+    results = simulate(build, sim, seed=2, idle=0.3, backpressure=0.3)
+    _check(results, model, build)
+    assert results["weight_image_codes"] == len(load_vectors(build).w_image) == summary["axis"]["weight_image_codes"]
+    assert results["weight_load_cycles"] >= results["weight_image_codes"]
+
+
+def test_spram_design_with_a_wrong_weight_image_fails(tmp_path):
+    model = make_model(4, 4, 2, 2, "s8.6", "s8.6", seed=5)
+    build = tmp_path / "build"
+    generate(model, build, sequences=2, min_len=3, max_len=4, seed=1, target="ice40-up5k", storage="spram")
+    v = load_vectors(build)
+    w = v.w_image.copy()
+    w[3] = (w[3] + 37) % 64                  # still a valid s8.6 code, a different weight
+    save_vectors(build / "vectors.npz", v.x_codes, v.lengths, v.h_codes, v.x_float, v.h_float,
+                 out_lengths=v.out_lengths, seq_cycles=v.seq_cycles, w_image=w)
+    results = simulate(build, "icarus", seed=0)
+    assert not results["passed"] and results["mismatches"] > 0

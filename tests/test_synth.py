@@ -69,17 +69,27 @@ def test_serialised_top_ports_and_arguments():
     gc.collect()   # the unused top is reported here, inside this test's warning filter
 
 
-def _run_serialised(model, sequences, *, width=8, idle=0.0, backpressure=0.0, seed=0):
-    """Bytes in -> bytes out through SerialisedTop; returns [(h codes, tlast per beat)] per timestep."""
-    dut = SerialisedTop(model, width)
+def _run_serialised(model, sequences, *, width=8, idle=0.0, backpressure=0.0, seed=0, plan=None, image=()):
+    """Bytes in -> bytes out through SerialisedTop; returns [(h codes, tlast per beat)] per timestep.
+    With ``plan``, the weight ``image`` goes first (each code in its own beats)."""
+    dut = SerialisedTop(model, width, plan=plan)
     cw = model.formats.data.width
     got = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     limit = 4 * sum(len(s) for s in sequences) * (perf.cycles_per_timestep(model) + dut.in_beats + dut.out_beats)
+    limit += 4 * len(image) * (dut.weight_code_beats + 1)
 
     async def producer(ctx):
         pauses = Pauses(idle, seed)
+        for code in image:
+            for v in pack_vector([code], model.formats.weight.width, width):
+                while pauses():
+                    await ctx.tick()
+                ctx.set(dut.s_axis_tvalid, 1)
+                ctx.set(dut.s_axis_tdata, v)
+                await ctx.tick().until(dut.s_axis_tready)
+                ctx.set(dut.s_axis_tvalid, 0)
         for seq in sequences:
             for t, x in enumerate(seq):
                 beats = pack_vector(x, cw, width)
@@ -146,6 +156,23 @@ def test_serialised_top_matches_golden(cfg, pauses):
             # tlast only on the final beat of the final h_t of a sequence.
             expected.append(([int(v) for v in h[t]], [0] * (dut.out_beats - 1) + [int(t == len(seq) - 1)]))
     assert got == expected
+
+
+@pytest.mark.parametrize("pauses", [(0.0, 0.0), (0.4, 0.4)], ids=["no-pauses", "idle-backpressure"])
+@pytest.mark.parametrize("cfg", list(WRAPPER_CONFIGS), ids=list(WRAPPER_CONFIGS))
+def test_serialised_top_loads_spram_weights_first(cfg, pauses):
+    from rnnaccel.hdl.memory_plan import plan_memories, weight_image
+    c = dict(WRAPPER_CONFIGS[cfg])
+    width = c.pop("width")
+    model = random_model(c.pop("X"), c.pop("H"), seed=3, **c)
+    plan = plan_memories(model, "ice40-up5k", family="ice40", block_rams=30, sprams=16, storage="spram")
+    assert len(plan.loaded) == model.pe
+    rng = np.random.default_rng(4)
+    seqs = [golden_lstm.quantize_input(rng.uniform(-2, 2, (T, model.input_size)), model) for T in (3, 2)]
+    got, dut = _run_serialised(model, seqs, width=width, idle=pauses[0], backpressure=pauses[1], seed=5,
+                               plan=plan, image=weight_image(model, plan))
+    expected = [[int(v) for v in h] for seq in seqs for h in golden_lstm.run_codes(model, seq).h_codes]
+    assert [g[0] for g in got] == expected
 
 
 # -- synthesis: arguments and parsing (no tools) -------------------------------------------------------
