@@ -50,6 +50,9 @@ class BoardTop(wiring.Component):
     fifo_depth : int, optional
         Bytes of the receive buffer (default :attr:`~rnnaccel.hdl.uart.LinkFormat.fifo_depth`);
         the host must be told the same (``rnnaccel.host.Host(fifo_depth=...)``).
+    plan : MemoryPlan, optional
+        Memory placement; with weights in SPRAM the host sends the weight frame first
+        (``rnnaccel.host.Host.load_weights``).
 
     Attributes
     ----------
@@ -76,10 +79,13 @@ class BoardTop(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model, clk_freq: float, baud: int = 115200, *, fifo_depth: int | None = None):
+    def __init__(self, model: Model, clk_freq: float, baud: int = 115200, *, fifo_depth: int | None = None,
+                 plan=None):
         if not isinstance(model, Model):
             raise TypeError(f"BoardTop needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
+        self.plan = plan
+        self.weight_codes = plan.image_words * model.simd if plan is not None and plan.loaded else 0
         self.clk_freq = clk_freq
         self.baud = baud
         self.divisor = baud_divisor(clk_freq, baud)
@@ -96,8 +102,10 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.rx = rx = UARTReceiver(self.divisor)
         m.submodules.fifo = buf = fifo.SyncFIFOBuffered(width=9, depth=self.fifo_depth)
-        m.submodules.deframer = dfr = InputDeframer(self.model)
-        m.submodules.accel = acc = Accelerator(self.model)
+        m.submodules.deframer = dfr = InputDeframer(self.model, self.weight_codes)
+        m.submodules.accel = acc = Accelerator(self.model, self.plan)
+        if self.weight_codes:
+            wiring.connect(m, dfr.w_stream, acc.w_stream)
         m.submodules.framer = fr = OutputFramer(self.model)
         m.submodules.tx = tx = UARTTransmitter(self.divisor)
 
@@ -187,6 +195,8 @@ class BoardDesign(Elaboratable):
     model : Model
     baud : int
     fifo_depth : int, optional
+    plan : MemoryPlan, optional
+        Memory placement (weights in SPRAM: loaded through the link's weight frame).
 
     Notes
     -----
@@ -196,10 +206,11 @@ class BoardDesign(Elaboratable):
     After elaboration ``top`` is the :class:`BoardTop` instance (its ``divisor``, ``format``).
     """
 
-    def __init__(self, model: Model, baud: int = 115200, *, fifo_depth: int | None = None):
+    def __init__(self, model: Model, baud: int = 115200, *, fifo_depth: int | None = None, plan=None):
         self.model = model
         self.baud = baud
         self.fifo_depth = fifo_depth
+        self.plan = plan
         self.top = None
 
     def elaborate(self, platform):
@@ -208,7 +219,7 @@ class BoardDesign(Elaboratable):
             raise ValueError("BoardDesign needs a platform with a default clock")
         m = Module()
         m.submodules.link = top = BoardTop(self.model, platform.default_clk_frequency, self.baud,
-                                           fifo_depth=self.fifo_depth)
+                                           fifo_depth=self.fifo_depth, plan=self.plan)
         self.top = top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)

@@ -21,6 +21,18 @@ Host to device, one frame per timestep (one input beat of the accelerator)::
                                         then c0 (cell width, LSTMs), packed the same way; exactly
                                         the bits that follow x_t in the wide AXI4-Stream tdata
 
+Weight frame (only for designs whose weights sit in SPRAM, :mod:`rnnaccel.hdl.memory_plan`; sent
+once after reset, before any input frame)::
+
+    header   0xC0
+    weights  N * ceil(W_w / 8) bytes     the N codes of memory_plan.weight_image, each in its own
+                                        ceil(W_w / 8) bytes (two's complement, least significant
+                                        byte first)
+
+The device takes input frames only once every weight is written. A ``0xC0`` on a device without
+loaded weights, or after the load, is a protocol error like any other bad header. An error marker
+inside the weight frame leaves the load incomplete: reset the device and send the frame again.
+
 ``S`` is allowed only for models with ``initial_state``. The device keeps the last state
 received (zeros after reset) and hands it to the accelerator with every beat; the accelerator
 reads it on the first beat of a sequence, so a host sends ``S = 1`` on the first frame of each
@@ -57,7 +69,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import cdc, data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,11 +78,13 @@ from rnnaccel.golden.model import Model
 from ._util import checked_init
 
 __all__ = ["baud_divisor", "UARTReceiver", "UARTTransmitter", "InputDeframer", "OutputFramer",
-           "LinkFormat", "link_format", "output_layout", "rx_layout", "IN_HEADER", "OUT_HEADER", "HEADER_LAST",
+           "LinkFormat", "link_format", "output_layout", "rx_layout", "IN_HEADER", "OUT_HEADER", "WEIGHT_HEADER", "HEADER_LAST",
            "HEADER_STATE", "MIN_DIVISOR", "MAX_BAUD_ERROR"]
 
 #: Header byte of a host-to-device frame (ORed with :data:`HEADER_STATE` and :data:`HEADER_LAST`).
 IN_HEADER = 0xA0
+#: Header byte of the weight frame (host to device, designs with run-time loaded weights).
+WEIGHT_HEADER = 0xC0
 #: Header byte of a device-to-host frame (ORed with :data:`HEADER_LAST`).
 OUT_HEADER = 0xB0
 #: Header bit: the frame's beat ends its sequence.
@@ -403,6 +417,8 @@ class InputDeframer(wiring.Component):
     Parameters
     ----------
     model : Model
+    weight_codes : int
+        Codes of the weight frame (:func:`~rnnaccel.hdl.memory_plan.weight_image`); 0: no weight frame.
 
     Attributes
     ----------
@@ -410,6 +426,9 @@ class InputDeframer(wiring.Component):
         Received bytes with their error marker (:class:`UARTReceiver`, usually through a FIFO).
     o_stream : Out(stream.Signature(network_input_layout(model)))
         One beat per complete input frame; connects to :class:`~rnnaccel.hdl.top.Accelerator`.
+    w_stream : Out(stream.Signature(signed(weight.width)))
+        Only with ``weight_codes``: the codes of the weight frame, to the accelerator's ``w_stream``.
+        A weight header is accepted only while ``w_stream.ready`` is high (the load is not done).
     header_error : Out(1)
         One-cycle pulse when a byte where a header was expected is not a valid header (dropped).
     line_error : Out(1)
@@ -426,13 +445,17 @@ class InputDeframer(wiring.Component):
     """
 
     @checked_init
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, weight_codes: int = 0):
         from .network import network_input_layout
         if not isinstance(model, Model):
             raise TypeError(f"InputDeframer needs a rnnaccel Model, got {type(model).__name__}")
         self.model = model
         self.format = link_format(model)
-        super().__init__({
+        self.weight_codes = int(weight_codes)
+        self.weight_bytes = -(-model.formats.weight.width // 8)
+        ports = ({"w_stream": Out(stream.Signature(signed(model.formats.weight.width)))}
+                 if self.weight_codes else {})
+        super().__init__(ports | {
             "i_stream": In(stream.Signature(rx_layout())),
             "o_stream": Out(stream.Signature(network_input_layout(model))),
             "header_error": Out(1),
@@ -450,6 +473,11 @@ class InputDeframer(wiring.Component):
         with_state = Signal()
         byte = i.payload.data
         state_ok = Const(int(self.model.initial_state), 1)
+        if self.weight_codes:
+            w_buf = Signal(8 * self.weight_bytes)
+            w_idx = Signal(range(max(self.weight_bytes, 2)))
+            w_count = Signal(range(self.weight_codes))
+            m.d.comb += self.w_stream.payload.eq(w_buf[:self.model.formats.weight.width])
 
         m.d.comb += [o.payload.data.as_value().eq(x_buf[:f.x_bits]), o.payload.last.eq(last)]
         st = _state_bits(o.payload)
@@ -465,6 +493,10 @@ class InputDeframer(wiring.Component):
                     with m.Elif(((byte & 0xFC) == IN_HEADER) & (~byte[1] | state_ok)):
                         m.d.sync += [last.eq(byte[0]), with_state.eq(byte[1]), idx.eq(0)]
                         m.next = "X"
+                    if self.weight_codes:
+                        with m.Elif((byte == WEIGHT_HEADER) & self.w_stream.ready):
+                            m.d.sync += [w_idx.eq(0), w_count.eq(0)]
+                            m.next = "W"
                     with m.Else():
                         m.d.comb += self.header_error.eq(1)
             with m.State("X"):
@@ -500,6 +532,28 @@ class InputDeframer(wiring.Component):
                 m.d.comb += o.valid.eq(1)
                 with m.If(o.ready):
                     m.next = "HEADER"
+            if self.weight_codes:
+                nb = self.weight_bytes
+                with m.State("W"):
+                    m.d.comb += i.ready.eq(1)
+                    with m.If(i.valid):
+                        with m.If(i.payload.error):
+                            m.d.comb += self.line_error.eq(1)     # the load stays incomplete
+                            m.next = "HEADER"
+                        with m.Else():
+                            m.d.sync += [w_buf.eq(Cat(w_buf[8:], byte)) if nb > 1 else w_buf.eq(byte),
+                                         w_idx.eq(w_idx + 1)]
+                            with m.If(w_idx == nb - 1):
+                                m.d.sync += w_idx.eq(0)
+                                m.next = "WFULL"
+                with m.State("WFULL"):
+                    m.d.comb += self.w_stream.valid.eq(1)
+                    with m.If(self.w_stream.ready):
+                        m.d.sync += w_count.eq(w_count + 1)
+                        with m.If(w_count == self.weight_codes - 1):
+                            m.next = "HEADER"
+                        with m.Else():
+                            m.next = "W"
         return m
 
 

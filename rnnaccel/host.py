@@ -39,9 +39,10 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnaccel.golden.model import Model
-from rnnaccel.hdl.uart import HEADER_LAST, HEADER_STATE, IN_HEADER, OUT_HEADER, LinkFormat, link_format
+from rnnaccel.hdl.uart import (HEADER_LAST, HEADER_STATE, IN_HEADER, OUT_HEADER, WEIGHT_HEADER, LinkFormat,
+                               link_format)
 
-__all__ = ["Host", "LinkError", "LinkTimeout", "encode_frame", "encode_sequence", "decode_outputs",
+__all__ = ["Host", "LinkError", "LinkTimeout", "encode_frame", "encode_sequence", "encode_weights", "decode_outputs",
            "decode_inputs", "OutputDecoder", "OutputFrame", "plan_transfers", "expected_outputs", "link_format", "LinkFormat"]
 
 
@@ -188,6 +189,18 @@ def encode_sequence(model: Model, x_codes, h0=None, c0=None) -> bytes:
     return b"".join(frames)
 
 
+def encode_weights(model: Model, image) -> bytes:
+    """The weight frame: header ``0xC0`` and every code of ``image``
+    (:func:`rnnaccel.hdl.memory_plan.weight_image`) in ``ceil(W_w / 8)`` bytes, least significant first.
+    For boards whose weights sit in SPRAM (``build-board`` writes the image to ``weight_image.npy``)."""
+    _check_model(model)
+    w = _check_codes(image, model.formats.weight, "weight image").reshape(-1)
+    if not len(w):
+        raise ValueError("the weight image is empty: this design has no run-time loaded weights")
+    nb = -(-model.formats.weight.width // 8)
+    return bytes([WEIGHT_HEADER]) + b"".join(int(c).to_bytes(nb, "little", signed=True) for c in w.tolist())
+
+
 def expected_outputs(model: Model, length: int) -> int:
     """Output frames the device sends for a sequence of ``length`` steps (``length`` or 1)."""
     return 1 if model.outputs == "last" else int(length)
@@ -282,17 +295,19 @@ def decode_outputs(model: Model, data, *, final_states: bool = False):
     return (seqs, finals) if final_states else seqs
 
 
-def decode_inputs(model: Model, data) -> list[dict]:
+def decode_inputs(model: Model, data, weight_codes: int = 0) -> list[dict]:
     """Host-to-device bytes -> the beats the accelerator receives, grouped into sequences.
 
     The software twin of :class:`~rnnaccel.hdl.uart.InputDeframer` on an error-free line
     (invalid header bytes are skipped, as the deframer does). Returns per sequence a dict with
     ``x`` (T, X) and, for models with ``initial_state``, the ``h0`` (and ``c0``) in the state
     register at its first beat (what the accelerator uses). A final incomplete frame or
-    sequence is an error (:class:`LinkError`).
+    sequence is an error (:class:`LinkError`). ``weight_codes``: the device takes a weight frame of
+    that many codes (it is skipped here).
     """
     _check_model(model)
     f = link_format(model)
+    w_frame = 1 + weight_codes * -(-model.formats.weight.width // 8) if weight_codes else 0
     n, has_c = _state_counts(model)
     data = bytes(data)
     state = [np.zeros((n, model.state_size), dtype=np.int64),
@@ -301,6 +316,12 @@ def decode_inputs(model: Model, data) -> list[dict]:
     i = 0
     while i < len(data):
         h = data[i]
+        if h == WEIGHT_HEADER and w_frame:
+            if i + w_frame > len(data):
+                raise LinkError(f"the data ends inside the weight frame ({len(data) - i} of {w_frame} bytes)")
+            i += w_frame
+            w_frame = 0                     # one weight frame per reset
+            continue
         with_state = bool(h & HEADER_STATE)
         if h & 0xFC != IN_HEADER or (with_state and not model.initial_state):
             i += 1
@@ -448,6 +469,13 @@ class Host:
                 raise LinkTimeout(f"no answer from the device for {self.timeout} s: received {len(frames)} of "
                                   f"{wanted} output frames so far (is the board programmed with this model "
                                   f"and {self.baud} baud?)")
+
+    def load_weights(self, image):
+        """Send the weight frame of a board whose weights sit in SPRAM, once after reset and before
+        :meth:`run`: ``image`` is ``numpy.load("<board dir>/weight_image.npy")`` (written by
+        ``rnnaccel build-board``). The device writes the weights far faster than the UART delivers
+        them, so the frame needs no flow control."""
+        self._port.write(encode_weights(self.model, image))
 
     def run(self, sequences, h0=None, c0=None) -> list[np.ndarray]:
         """Send ``sequences`` (each (T, X) ``data`` codes); returns per sequence the output codes.

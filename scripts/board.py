@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from rnnaccel.golden.model import Model
 
 from . import synth as _synth
@@ -49,6 +51,8 @@ __all__ = ["build_board", "BOARD_NAMES", "DESIGN_NAME", "REPORT_FILE", "SUMMARY_
            "SynthError", "ToolError", "DesignDoesNotFit"]
 
 DESIGN_NAME = "rnnaccel_board"
+#: The weight codes a board with SPRAM weights needs after reset (numpy .npy, rnnaccel.host.Host.load_weights).
+WEIGHT_IMAGE_FILE = "weight_image.npy"
 REPORT_FILE = "report.json"
 SUMMARY_FILE = "summary.txt"
 BOARD_NAMES = ("icebreaker", "ulx3s-85f")
@@ -86,7 +90,8 @@ def _set_clock_constraint(text: str, suffix: str, mhz: float) -> str:
 
 def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: int = 1,
                 freq: float | None = None, fifo_depth: int | None = None,
-                progress: Callable[[str, str], None] | None = None, timeout: float | None = None) -> dict:
+                progress: Callable[[str, str], None] | None = None, timeout: float | None = None,
+                storage: str = "auto") -> dict:
     """Build the bitstream of ``model`` behind the UART host link for ``board``; returns the report.
 
     Parameters
@@ -109,6 +114,10 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
         ``"pack"``, ``"report"``.
     timeout : float, optional
         Seconds allowed to each tool run.
+    storage : {"auto", "rom", "spram"}
+        Weight placement (:func:`~rnnaccel.hdl.memory_plan.plan_memories`). Weights in SPRAM are
+        loaded at run time: the build writes ``weight_image.npy`` and the host sends it first
+        (``rnnaccel.host.Host.load_weights``).
 
     Returns
     -------
@@ -144,8 +153,10 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
         raise ValueError(f"baud must be a positive integer, got {baud!r}")
     if freq is not None and (isinstance(freq, bool) or not isinstance(freq, (int, float)) or not freq > 0):
         raise ValueError(f"freq must be a positive number of MHz, got {freq!r}")
+    from rnnaccel.hdl.memory_plan import plan_memories, weight_image
+    mem_plan = plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
     # Checks the baud rate against the board clock and the buffer size before any tool runs.
-    link = BoardTop(model, brd.clock_mhz * 1e6, baud, fifo_depth=fifo_depth)
+    link = BoardTop(model, brd.clock_mhz * 1e6, baud, fifo_depth=fifo_depth, plan=mem_plan)
     link._MustUse__silence = True
     say = progress or (lambda step, message: None)
     out = Path(out_dir).resolve()
@@ -165,8 +176,15 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
                   f"{brd.clock_mhz:g} MHz)")
     t0 = time.monotonic()
     platform = brd.platform()
-    plan = platform.prepare(BoardDesign(model, baud, fifo_depth=fifo_depth), name=DESIGN_NAME,
-                            synth_opts=fam["synth_opts"], script_after_synth="tee -q -o stat.json stat -json")
+    from rnnaccel.hdl.spram import ram_primitives
+    with ram_primitives(brd.family):
+        plan = platform.prepare(BoardDesign(model, baud, fifo_depth=fifo_depth, plan=mem_plan), name=DESIGN_NAME,
+                                synth_opts=fam["synth_opts"], script_after_synth="tee -q -o stat.json stat -json")
+    (out / WEIGHT_IMAGE_FILE).unlink(missing_ok=True)
+    if mem_plan.loaded:
+        np.save(out / WEIGHT_IMAGE_FILE, weight_image(model, mem_plan))
+        say("design", f"weights of {len(mem_plan.loaded)} memories in SPRAM: the host sends "
+                      f"{WEIGHT_IMAGE_FILE} after reset (Host.load_weights)")
     for filename, content in plan.files.items():
         if filename.startswith("build_"):
             continue                                    # the platform's own build scripts: not used
@@ -265,6 +283,10 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
                  "fifo_depth": link.fifo_depth,
                  "window": fmt.window_for(link.fifo_depth)},
         "model": model.summary(),
+        "memory_plan": mem_plan.as_dict(),
+        "weight_image": ({"file": WEIGHT_IMAGE_FILE, "codes": mem_plan.image_words * model.simd,
+                          "frame_bytes": 1 + mem_plan.image_words * model.simd * -(-model.formats.weight.width // 8)}
+                         if mem_plan.loaded else None),
         "fits": not over,
         "utilisation": util,
         "fmax_mhz": fmax_all,
@@ -282,7 +304,8 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
         "files": {"design": f"{DESIGN_NAME}.il", "constraints": DESIGN_NAME + fam["constraints"],
                   "yosys_log": "yosys.log", "netlist": f"{DESIGN_NAME}.json", "nextpnr_log": "nextpnr.log",
                   "nextpnr_report": "nextpnr.json", "placed": placed, "bitstream": bit_name,
-                  "report": REPORT_FILE, "summary": SUMMARY_FILE},
+                  "report": REPORT_FILE, "summary": SUMMARY_FILE}
+        | ({"weight_image": WEIGHT_IMAGE_FILE} if mem_plan.loaded else {}),
     }
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     (out / SUMMARY_FILE).write_text(format_board_summary(report))
@@ -334,6 +357,10 @@ def format_board_summary(report: dict) -> str:
                  f"bytes/s each way)")
     lines.append(f"  bitstream  {r['bitstream']['path']} ({r['bitstream']['bytes']:,} bytes)")
     lines.append(f"  program    {r['program']}")
+    wi = r.get("weight_image")
+    if wi:
+        lines.append(f"  weights    in SPRAM, loaded at run time: send {wi['file']} ({wi['codes']} codes, a "
+                     f"{wi['frame_bytes']:,}-byte frame) after every reset: Host.load_weights(numpy.load(...))")
     rt = r["runtime_s"]
     lines.append(f"  run time   {rt.get('total', 0):.1f} s (Yosys {rt.get('yosys', 0):.1f} s, nextpnr "
                  f"{rt.get('nextpnr', 0):.1f} s, pack {rt.get('pack', 0):.1f} s)")

@@ -369,7 +369,10 @@ def synth(build_dir, target, seed, freq, wrapper, storage):
 @click.option("--seed", default=1, show_default=True, type=int, help="nextpnr placement seed.")
 @click.option("--freq", type=click.FloatRange(min=0, min_open=True),
               help="Timing constraint in MHz for nextpnr (default: the board clock, 12 or 25 MHz).")
-def build_board(build_dir, board, baud, seed, freq):
+@click.option("--storage", default="auto", show_default=True, type=click.Choice(_STORAGE),
+              help="Weight memories: SPRAM where block RAM is short (auto), never (rom), or wherever they can go "
+                   "(spram; iCEBreaker). SPRAM weights are loaded at run time from weight_image.npy.")
+def build_board(build_dir, board, baud, seed, freq, storage):
     """Build a bitstream of the accelerator behind a UART host link for a board.
 
     Reads BUILD_DIR/model.toml (written by 'rnnaccel generate'); writes the bitstream
@@ -383,7 +386,7 @@ def build_board(build_dir, board, baud, seed, freq):
     model = _build_dir_model(build_dir)
     out = Path(build_dir) / "board" / board
     try:
-        report = flow_board.build_board(model, out, board, baud=baud, seed=seed, freq=freq,
+        report = flow_board.build_board(model, out, board, baud=baud, seed=seed, freq=freq, storage=storage,
                                         progress=lambda step, msg: _status(f"{step}: {msg}"))
     except (ValueError, TypeError, NotADirectoryError) as e:
         raise _Fail(_one_line(e)) from None

@@ -253,11 +253,11 @@ def test_host_times_out_and_rejects_echoes():
 # -- end to end: bit-level UART into the board design in simulation --------------------------------------
 
 def run_board_sim(model, seqs, h0=None, c0=None, *, divisor=16, fifo_depth=None, seed=0, max_gap=40,
-                  preamble=None):
+                  preamble=None, plan=None):
     """Send ``seqs`` through :class:`BoardTop` over simulated UART lines; returns (outputs per
     sequence as decoded by the host, the board's sticky error flag, cycles)."""
     baud = 115200
-    dut = BoardTop(model, divisor * baud, baud, fifo_depth=fifo_depth)
+    dut = BoardTop(model, divisor * baud, baud, fifo_depth=fifo_depth, plan=plan)
     assert dut.divisor == divisor
     plan = plan_transfers(model, seqs, h0, c0, fifo_depth=dut.fifo_depth)
     total = sum(expected_outputs(model, len(x)) for x in seqs)
@@ -359,3 +359,39 @@ def test_end_to_end_recovers_from_a_framing_error():
     got, error, _, _ = run_board_sim(model, seqs, preamble=garbage, max_gap=5)
     assert all((g == e).all() for g, e in zip(got, golden(model, seqs)))
     assert error == 1                                               # the sticky flag saw it
+
+
+def test_end_to_end_spram_weights_through_the_weight_frame():
+    """Weights in (simulated) SPRAM: the host's weight frame loads them, then the link is bit-exact;
+    without the frame the device takes no input and answers nothing."""
+    from rnnaccel.hdl.memory_plan import plan_memories, weight_image
+    from rnnaccel.host import decode_inputs, encode_weights
+    model = make_model("lstm", X=3, pe=2, simd=2)
+    plan = plan_memories(model, "ice40-up5k", family="ice40", block_rams=30, sprams=4, storage="spram")
+    assert plan.loaded == ((0, 0), (0, 1))
+    image = weight_image(model, plan)
+    frame = encode_weights(model, image)
+    assert len(frame) == 1 + len(image)                  # 8-bit weights: one byte per code
+    seqs = random_inputs(model, [3, 2], seed=31)
+
+    async def load(ctx, dut):
+        await line_send(ctx, dut.rx, frame, 16)
+
+    got, error, _, _ = run_board_sim(model, seqs, preamble=load, plan=plan, max_gap=5)
+    assert all((g == e).all() for g, e in zip(got, golden(model, seqs)))
+    assert error == 0
+    # The software twin of the deframer skips the weight frame.
+    stream = frame + b"".join(encode_sequence(model, x) for x in seqs)
+    assert [d["x"].tolist() for d in decode_inputs(model, stream, weight_codes=len(image))] == \
+        [x.tolist() for x in seqs]
+    with pytest.raises(ValueError, match="the weight image is empty"):
+        encode_weights(model, [])
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the stopped simulation
+def test_spram_board_without_the_weight_frame_stays_silent():
+    from rnnaccel.hdl.memory_plan import plan_memories
+    model = make_model("lstm", X=3, pe=2, simd=2)
+    plan = plan_memories(model, "ice40-up5k", family="ice40", block_rams=30, sprams=4, storage="spram")
+    with pytest.raises(RuntimeError, match="no progress"):
+        run_board_sim(model, random_inputs(model, [2], seed=32), plan=plan, max_gap=5)
