@@ -288,3 +288,26 @@ def test_generate_then_simulate_stacked_bidirectional_gru(runner, tmp_path):
     res = json.loads(r.output[r.output.index("{"):])
     assert res["passed"] and res["mismatches"] == 0 and res["outputs"] == res["timesteps"]
     assert res["cycles_per_sequence"] == res["cycles_per_sequence_model"]
+
+
+def test_generate_places_weights_in_spram_for_the_up5k(runner, tiny_config, tmp_path):
+    out = tmp_path / "b"
+    r = runner.invoke(main, ["generate", str(tiny_config), "-o", str(out), "--sequences", "1",
+                             "--target", "ice40-up5k", "--storage", "spram"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    plan = summary["memory_plan"]
+    assert plan["target"] == "ice40-up5k" and plan["loaded_weight_memories"]
+    assert "loaded at run time" in r.output
+    from rnnaccel.sim.vectors import load_vectors
+    assert len(load_vectors(out).w_image) == summary["axis"]["weight_image_codes"]
+    assert "s_axis_weights_tdata" in (out / "rnnaccel_top.v").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--storage", "spram"], "needs a target"),
+    (["--target", "ecp5-25k", "--storage", "spram"], "has no SPRAM"),
+], ids=["spram-without-target", "spram-on-ecp5"])
+def test_generate_storage_errors(runner, tiny_config, tmp_path, args, message):
+    r = runner.invoke(main, ["generate", str(tiny_config), "-o", str(tmp_path / "o"), "--sequences", "1"] + args)
+    assert r.exit_code == 2 and message in r.output
