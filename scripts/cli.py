@@ -159,10 +159,15 @@ def _print_simulate(r: dict):
         f"  cycles/seq   " + ("not measured" if seq is None else
                               f"{seq} measured, {seq_model} predicted for {r.get('throughput_steps')} steps  "
                               + ("OK" if seq == seq_model else "DIFFERENT")),
-        f"  mismatches   {r['mismatches']} of {r['timesteps']} timesteps"
+        f"  mismatches   {r['mismatches']} of {r.get('outputs', r['timesteps'])} outputs"
         + (f" ({r['element_mismatches']} elements)" if r["mismatches"] else "")
         + f", tlast errors {r['tlast_errors']}, frame errors {r['frame_errors']}",
         f"  max |h - float|  {err_text}",
+    ]
+    if r.get("weight_image_codes") is not None:
+        lines.append(f"  weights      {r['weight_image_codes']} codes loaded through s_axis_weights in "
+                     f"{r['weight_load_cycles']} cycles first")
+    lines += [
         f"  time         build {r['build_s']:.1f} s, simulation {r['sim_s']:.1f} s ({r['sim_cycles']} cycles)",
     ]
     for mm in r.get("first_mismatches", [])[:5]:
