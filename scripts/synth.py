@@ -558,8 +558,8 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
     say("verilog", f"wrote top.v ({top['pins']} pins) in {runtime['verilog']} s")
     pred = _prediction(model, tgt, top)
     for what, need, have in (("multipliers", pred["multipliers"]["total"], tgt.dsp_blocks),
-                             (f"{tgt.bram_bits}-bit block RAMs for the ROM bits", pred["memory_blocks_lower_bound"],
-                              tgt.bram_blocks),
+                             # The plan's count (weights in SPRAM excluded; small memories may still go
+                             # to logic instead, so it is an upper bound).
                              ("block RAMs in the memory plan", plan.block_ram_used, tgt.bram_blocks)):
         if need > have:
             say("verilog", f"warning: the analytic model predicts {need} {what}, the {tgt.device} has {have}; "
