@@ -221,8 +221,7 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
         util = _synth._log_utilisation(plog)
         over = [bel for bel, e in util.items() if e["used"] > e["available"]]
         lines = _synth._error_lines(plog)
-        fit_words = re.search(r"no BELs remaining|Unable to place|more .* than available|"
-                              r"exceeds|too many|out of|Failed to find a location", "\n".join(lines), re.I)
+        fit_words = _synth.DOES_NOT_FIT.search("\n".join(lines))
         if over or fit_words:
             what = ", ".join(f"{bel} {util[bel]['used']}/{util[bel]['available']}" for bel in over)
             raise DesignDoesNotFit(f"the design does not fit the {brd.description}" + (f": {what}" if what else ""),

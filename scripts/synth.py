@@ -221,6 +221,11 @@ def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME, family: str | 
     return text, info
 
 
+#: nextpnr's messages for a design larger than the part (the placer may also give up near 100 %).
+DOES_NOT_FIT = re.compile(r"no BELs remaining|Unable to place|more .* than available|exceeds|too many|out of|"
+                          r"Failed to find a location|legal placement|utilisation limit", re.I)
+
+
 def _target(target) -> Target:
     if isinstance(target, Target):
         return target
@@ -609,8 +614,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         util = _log_utilisation(plog)
         over = [bel for bel, e in util.items() if e["used"] > e["available"]]
         lines = _error_lines(plog)
-        fit_words = re.search(r"no BELs remaining|Unable to place|more .* than available|"
-                              r"exceeds|too many|out of|Failed to find a location", "\n".join(lines), re.I)
+        fit_words = DOES_NOT_FIT.search("\n".join(lines))
         if over or fit_words:
             what = ", ".join(f"{bel} {util[bel]['used']}/{util[bel]['available']}" for bel in over)
             raise DesignDoesNotFit(
