@@ -126,10 +126,6 @@ class WeightLoader(wiring.Component):
         super().__init__({"w_stream": In(stream.Signature(signed(self.lane_width))),
                           "load": Out(self.layout), "done": Out(1)})
 
-    @property
-    def beats(self) -> int:
-        return sum(self.depths) * self.lanes
-
     def elaborate(self, platform):
         m = Module()
         n, lanes, bits = len(self.depths), self.lanes, self.lane_width

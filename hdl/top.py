@@ -62,11 +62,6 @@ class Accelerator(wiring.Component):
         ports |= {"i_stream": net["i_stream"], "o_stream": net["o_stream"]}
         super().__init__(ports)
 
-    @property
-    def weight_beats(self) -> int:
-        """Beats the weight stream takes after reset (0 without loaded memories)."""
-        return self._loader.beats if self._loader is not None else 0
-
     def elaborate(self, platform):
         m = Module()
         m.submodules.network = net = self._network

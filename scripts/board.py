@@ -153,8 +153,8 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
         raise ValueError(f"baud must be a positive integer, got {baud!r}")
     if freq is not None and (isinstance(freq, bool) or not isinstance(freq, (int, float)) or not freq > 0):
         raise ValueError(f"freq must be a positive number of MHz, got {freq!r}")
-    from rnnaccel.hdl.memory_plan import plan_memories, weight_image
-    mem_plan = plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
+    from rnnaccel.hdl.memory_plan import weight_image
+    mem_plan = _synth.memory_plan(model, tgt, storage)
     # Checks the baud rate against the board clock and the buffer size before any tool runs.
     link = BoardTop(model, brd.clock_mhz * 1e6, baud, fifo_depth=fifo_depth, plan=mem_plan)
     link._MustUse__silence = True

@@ -177,15 +177,15 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
                                  f"sequence buffers hold (hardware.max_len = {model.max_len})")
 
     from rnnaccel.hdl.export import to_verilog
-    from rnnaccel.hdl.memory_plan import plan_memories, weight_image
+    from rnnaccel.hdl.memory_plan import weight_image
     from rnnaccel.hdl.perf import estimate, sequence_cycles
     from rnnaccel.hdl.top import in_payload_bits, out_payload_bits
 
     plan = None
     if target is not None:
-        from rnnaccel.scripts.synth import _target
-        tgt = _target(target)
-        plan = plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
+        from rnnaccel.scripts.synth import TARGETS, memory_plan
+        plan = memory_plan(model, target, storage)
+        tgt = TARGETS[target]
         say(f"memory plan for {tgt.name}: {plan.block_ram_used}/{tgt.bram_blocks} block RAMs"
             + (f", {plan.spram_used}/{plan.spram_available} SPRAM ({len(plan.loaded)} weight memories "
                f"loaded at run time)" if plan.spram_available else "")

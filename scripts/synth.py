@@ -226,6 +226,13 @@ DOES_NOT_FIT = re.compile(r"no BELs remaining|Unable to place|more .* than avail
                           r"Failed to find a location|legal placement|utilisation limit", re.I)
 
 
+def memory_plan(model: Model, target, storage: str = "auto"):
+    """:func:`~rnnaccel.hdl.memory_plan.plan_memories` of ``model`` for ``target`` (its family and block RAMs)."""
+    from rnnaccel.hdl.memory_plan import plan_memories
+    tgt = _target(target)
+    return plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
+
+
 def _target(target) -> Target:
     if isinstance(target, Target):
         return target
@@ -543,8 +550,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
 
     # 1. Verilog of the wrapped design.
     choice = choose_wrapper(model, tgt, wrapper)
-    from rnnaccel.hdl.memory_plan import plan_memories
-    plan = plan_memories(model, tgt.name, family=tgt.family, block_rams=tgt.bram_blocks, storage=storage)
+    plan = memory_plan(model, tgt, storage)
     if plan.loaded:
         say("verilog", f"weights of {len(plan.loaded)} memories in SPRAM ({plan.spram_used} of "
                        f"{plan.spram_available}), loaded at run time; {plan.block_ram_used} of "
