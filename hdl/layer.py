@@ -154,8 +154,10 @@ class LSTMElementwise(_Elementwise):
     """Element-wise LSTM stage of one PE lane, holding the cell states of its hidden units.
 
     Units must arrive in order ``0, 1, .., units-1`` (every timestep visits each unit once, as the
-    matrix-vector unit produces them), at most one every 2 cycles: the cell states rotate
-    through a register chain, so the current unit's state is always at its head.
+    matrix-vector unit produces them), at most one every 2 cycles (every 3 cycles with one unit; an
+    LSTM layer's units come one every ``rows * folds >= 3`` cycles): the cell states rotate through a
+    register chain, so the current unit's state is always at its head, and a unit's new state is
+    written back 3 cycles after its old one was read.
 
     ``c = requantize(f*c_prev + i*g, cell)`` (``c_prev + i*g`` without a forget gate),
     ``h = requantize(o * tanh(c), data)``; mirrors :func:`rnnaccel.golden.layer.lstm_elementwise`.
@@ -176,8 +178,9 @@ class LSTMElementwise(_Elementwise):
 
     Notes
     -----
-    Latency 7 cycles: products, cell state, candidate unit (3), o*phi(c) product, hidden state.
-    Throughput one unit per cycle. Three multipliers (two without a forget gate), one candidate unit;
+    Latency ``elementwise_latency("lstm")`` = 8 cycles: products, exact sum f*c + i*g, cell state
+    (its rounding and saturation), candidate unit (3), o*phi(c) product, hidden state. Throughput
+    one unit every 2 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
     their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
     ``MULT18X18D``'s output registers).
     """
@@ -211,30 +214,38 @@ class LSTMElementwise(_Elementwise):
         o1, unit1, v1 = Signal.like(p.o), Signal.like(p.unit), Signal()
         m.d.sync += [o1.eq(p.o), unit1.eq(p.unit), v1.eq(self.i_stream.valid)]
 
-        # Stage 2: cell state (one rounding of the exact sum), written back at the chain's tail.
-        c2, o2, unit2, v2 = Signal(shape_of(fm.cell)), Signal.like(o1), Signal.like(unit1), Signal()
-        c_new = requantize(align(fc, fc_frac, frac) + align(ig, ig_frac, frac), QFormat(63, frac), fm.cell,
-                           model.rounding, model.overflow)
-        m.d.sync += [c2.eq(c_new), o2.eq(o1), unit2.eq(unit1), v2.eq(v1)]
+        # Stage 2: the exact sum f*c_prev + i*g. Stage 3: cell state (its one rounding), also written
+        # back at the chain's tail. The chain rotates with the sum register (stage 2), which leaves the
+        # unit's state in the tail slot; the requantised state overwrites it a cycle later, when no
+        # rotation can happen (units come at most one every 2 cycles), and before the unit comes round
+        # again (the next unit at the earliest, with one unit: at least 3 cycles after this one).
+        s2 = Signal(signed(max(len(fc) + frac - fc_frac, len(ig) + frac - ig_frac) + 1), name="c_sum")
+        o2, unit2, v2 = Signal.like(o1), Signal.like(unit1), Signal()
+        m.d.sync += [s2.eq(align(fc, fc_frac, frac) + align(ig, ig_frac, frac)),
+                     o2.eq(o1), unit2.eq(unit1), v2.eq(v1)]
+        c_new = requantize(s2, QFormat(63, frac), fm.cell, model.rounding, model.overflow)
+        c3, o3, unit3, v3 = Signal(shape_of(fm.cell)), Signal.like(o2), Signal.like(unit2), Signal()
+        m.d.sync += [c3.eq(c_new), o3.eq(o2), unit3.eq(unit2), v3.eq(v2)]
         with m.If(self.load):
             m.d.sync += [cells[u].eq(self.load_data[u]) for u in range(self.units)]
         with m.Elif(v1):
-            m.d.sync += [cells[u].eq(cells[u + 1]) for u in range(self.units - 1)]
+            m.d.sync += [cells[u].eq(cells[(u + 1) % self.units]) for u in range(self.units)]
+        with m.Elif(v2):
             m.d.sync += cells[-1].eq(c_new)
 
-        # Stages 3 .. 2 + unit latency: |phi(c)|; o and unit wait beside it. The unit's sign goes
+        # Stages 4 .. 3 + unit latency: |phi(c)|; o and unit wait beside it. The unit's sign goes
         # onto o instead: o * (-|t|) = (-o) * |t| exactly, and c < 0 exactly when the index is
         # negative or zero (where |t| = phi(0) = 0), so o takes the sign of c on entry and the
         # multiplier sees two registers.
         cand = golden_layer.activation_units(model)["cand"]
         m.submodules.cand = tanh = _unit(cand, apply_symmetry=False)
-        m.d.comb += [tanh.i_stream.payload.eq(requantize(c2, fm.cell, cand.in_fmt, model.rounding, "SAT")),
-                     tanh.i_stream.valid.eq(v2)]
+        m.d.comb += [tanh.i_stream.payload.eq(requantize(c3, fm.cell, cand.in_fmt, model.rounding, "SAT")),
+                     tanh.i_stream.valid.eq(v3)]
         o_signed = Signal(signed(fm.sigmoid_out.width + 1), name="o_signed")
-        m.d.sync += o_signed.eq(Mux(c2 < 0, -o2, o2))
-        o4, unit4 = o_signed, unit2
+        m.d.sync += o_signed.eq(Mux(c3 < 0, -o3, o3))
+        o4, unit4 = o_signed, unit3
         for i in range(tanh.latency):
-            unit_n = Signal.like(unit2, name=f"unit_t{i}")
+            unit_n = Signal.like(unit3, name=f"unit_t{i}")
             m.d.sync += unit_n.eq(unit4)
             unit4 = unit_n
             if i > 0:
@@ -242,9 +253,9 @@ class LSTMElementwise(_Elementwise):
                 m.d.sync += o_n.eq(o4)
                 o4 = o_n
 
-        # Stage 5: o * phi(c).  Stage 6: hidden state.
+        # Stage 4 + unit latency: o * phi(c). Then the hidden state.
         ot = registered_product(m, o4, tanh.o_stream.payload, name="ot", input_regs=False)
-        unit5, v5 = Signal.like(unit2), Signal()
+        unit5, v5 = Signal.like(unit3), Signal()
         m.d.sync += [unit5.eq(unit4), v5.eq(tanh.o_stream.valid)]
         out = self.o_stream.payload
         m.d.sync += [out.h.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding, model.overflow)),

@@ -37,8 +37,9 @@ LEVELS_PER_STAGE = 2
 TABLE_LATENCY = 3
 #: Gate activation: requantise into the table's index register, then the table.
 GATE_LATENCY = TABLE_LATENCY
-#: LSTM element-wise stage: products, cell state, tanh table (3), o*tanh product, hidden state.
-ELEMENTWISE_LATENCY = 4 + TABLE_LATENCY
+#: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), tanh
+#: table (3), o*tanh product, hidden state.
+ELEMENTWISE_LATENCY = 5 + TABLE_LATENCY
 
 #: Element-wise stage of every cell. GRU: r*nh product, tanh table (3), the two products of
 #: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.
