@@ -9,11 +9,12 @@ same ports and the same latency (``TABLE_LATENCY``), so either fits the same pip
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rnnaccel.golden.activation import FUNCTIONS, TANH_LIKE, PiecewiseLinear, Table
 
+from .dsp import registered_rom
 from .fixed import shape_of
 from .perf import TABLE_LATENCY
 from ._util import checked_init
@@ -45,8 +46,9 @@ class ActivationTable(wiring.Component):
     -----
     ``unit`` (and ``table``) is the golden :class:`~rnnaccel.golden.activation.Table`.
 
-    Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, data register;
-    the symmetry, one subtraction or negation and a multiplexer, follows the data register
+    Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, data register:
+    :func:`~rnnaccel.hdl.dsp.registered_rom`, on ECP5 the block RAM's own output register; the
+    symmetry, one subtraction or negation and a multiplexer, follows the data register
     combinationally, so the block RAM output path has no logic);
     throughput one value per cycle. One memory of ``2**(in_fmt.width - 1)`` words.
     """
@@ -71,24 +73,19 @@ class ActivationTable(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         t = self.table
-        m.submodules.mem = mem = memory.Memory(shape=shape_of(t.out_fmt), depth=t.depth,
-                                               init=[int(v) for v in t.values])
-        rd = mem.read_port()
-        # Stage 1: index register. Stage 2: memory read (address = clamped magnitude).
+        # Stage 1: index register. Stage 2: memory read (address = clamped magnitude). Stage 3: the
+        # memory word goes straight into a register (no logic behind the block RAM's slow
+        # clock-to-output; on ECP5 the block RAM's own output register, hdl/dsp.py); the symmetry is
+        # applied after it, in the consumer's cycle.
         idx = Signal.like(self.i_stream.payload)
         valid_i = Signal()
         m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid)]
         neg = idx < 0
         mag = Mux(neg, -idx, idx)
-        m.d.comb += rd.addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag))
-        neg_d = Signal()
-        valid_d = Signal()
-        m.d.sync += [neg_d.eq(neg), valid_d.eq(valid_i)]
-        # Stage 3: the memory word goes straight into a register (no logic behind the block RAM's
-        # slow clock-to-output); the symmetry is applied after it, in the consumer's cycle.
-        data = Signal.like(rd.data)
-        neg_o = Signal()
-        m.d.sync += [data.eq(rd.data), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
+        data = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt),
+                              Mux(mag > t.depth - 1, t.depth - 1, mag), name="mem")
+        neg_d, neg_o, valid_d = Signal(), Signal(), Signal()
+        m.d.sync += [neg_d.eq(neg), valid_d.eq(valid_i), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
         if not self.apply_symmetry:
             value = data
         elif t.function == "sigmoid":
