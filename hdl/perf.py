@@ -12,8 +12,8 @@ Schedule of one timestep (input always valid, output always ready)::
     + elementwise_latency   last h_t element written
     = next cycle 0
 
-so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``
-``= R*F + 15 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 16 for SIMD <= 4.
+so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``, for an
+LSTM ``= R*F + 16 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 17 for SIMD <= 4.
 
 Every requantisation ends in a register and every memory has a registered address and data
 (the table index register is what keeps the long rounding/saturation path of the accumulator
