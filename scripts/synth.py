@@ -578,8 +578,9 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
 
     # 2. Yosys.
     script = "\n".join([
-        # The DSP primitives instantiated directly (hdl/dsp.py) are black boxes of the cell library.
-        *(["read_verilog -lib +/lattice/cells_bb_ecp5.v"] if tgt.family == "ecp5" else []),
+        # The DSP and block RAM primitives instantiated directly (hdl/dsp.py: MULT18X18D, DP16KD) are
+        # black boxes of the cell library.
+        *(["read_verilog -lib +/lattice/cells_bb_ecp5.v +/lattice/cells_sim_ecp5.v"] if tgt.family == "ecp5" else []),
         # SPRAMs of run-time loaded weight memories (hdl/spram.py).
         *(["read_verilog -lib -specify +/ice40/cells_sim.v"] if top.get("spram_primitives") else []),
         "read_verilog top.v",
