@@ -583,8 +583,14 @@ class RecurrentLayer(wiring.Component):
                 m.d.comb += ew.i_stream.payload[row.name].eq(held[row.name])
             m.d.comb += ew.i_stream.payload[rows[-1].name].eq(value)
             if Elementwise.state_fmt_name:
+                # The load reaches the chain a cycle later, from registers: the chains of all lanes
+                # are hundreds of flip-flops, too many for one cycle from the controller's state.
+                # The chain is next used after the matrix-vector and gate latencies (> 1 cycle).
                 load_data = Signal.like(ew.load_data, name=f"load_data{p}")
-                m.d.comb += [ew.load.eq(state_load), ew.load_data.eq(load_data)]
+                load_r = Signal(name=f"state_load_r{p}")
+                load_data_r = Signal.like(ew.load_data, name=f"load_data_r{p}")
+                m.d.sync += [load_r.eq(state_load), load_data_r.eq(load_data)]
+                m.d.comb += [ew.load.eq(load_r), ew.load_data.eq(load_data_r)]
                 state_values.append(load_data)
             out = ew.o_stream
             for u in range(U):

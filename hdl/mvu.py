@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from rnnaccel.golden.fixed import QFormat
 
-from .dsp import registered_product
+from .dsp import registered_product, registered_rom
 from .spram import LoadableMemory
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
@@ -150,7 +150,10 @@ class MatrixVectorUnit(wiring.Component):
     Throughput one beat per cycle, no stalls (``always_ready``); ``pe * simd`` multipliers. The
     multiplier input and product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s:
     on ECP5 (synthesis flow) the ``MULT18X18D``'s own registers, so the weight memory's data and the
-    input register feed the DSP blocks directly; in simulation plain Amaranth registers.
+    input register feed the DSP blocks directly; in simulation plain Amaranth registers. The weight
+    data register is :func:`~rnnaccel.hdl.dsp.registered_rom`'s (on ECP5 the ``DP16KD`` output
+    register), followed only by the multiplexer that gives a beat in the first cycle after reset
+    word 0 from a constant.
     One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
     The weight memories of the PEs in ``loaded`` (``{pe: select}``) have no initial contents: they are
     :class:`~rnnaccel.hdl.spram.LoadableMemory` (SPRAM on iCE40), written through the ``load`` port
@@ -216,16 +219,18 @@ class MatrixVectorUnit(wiring.Component):
         # ``addr`` is the address of the current beat; the memory is read one cycle ahead (the
         # address of the next beat: this one's, advanced if this beat is valid), so that the memory
         # data gets a register of its own before the multiplier's input register (a block RAM's
-        # unregistered clock-to-output is about 6 ns on ECP5) without a cycle more of latency.
+        # unregistered clock-to-output is about 6 ns on ECP5) without a cycle more of latency; on ECP5 that
+        # register is the block RAM's own output register (hdl/dsp.py: registered_rom).
         addr = Signal(range(depth))
         addr_next = Mux(addr == depth - 1, 0, addr + 1)
         rd_addr = Mux(valid, addr_next, addr)
         with m.If(valid):
             m.d.sync += addr.eq(addr_next)
-        # In the first cycle after reset no read has been issued yet: the data registers take word 0
-        # (the first beat's) from a constant instead (a synchronous set/reset of the flip-flops).
-        primed = Signal()
-        m.d.sync += primed.eq(1)
+        # In the first cycle after reset no read has been issued yet, so the data of the cycle after
+        # it belongs to no address: ``primed`` is low in both, and the weight word is word 0 (the
+        # first beat's) from a constant instead.
+        primed0, primed = Signal(), Signal()
+        m.d.sync += [primed0.eq(1), primed.eq(primed0)]
 
         # Flags travel with the data: (valid, first fold, last fold, row) per stage.
         n_stages = 3 + adder_tree_stages(simd)     # stage index of the adder tree output
@@ -256,18 +261,15 @@ class MatrixVectorUnit(wiring.Component):
                 # and the memory reads word 0 in every idle cycle after the last write.
                 m.d.sync += w1.as_value().eq(mem.rd_data)
             else:
-                mem = memory.Memory(shape=wlayout, depth=depth,
-                                    init=[[int(v) for v in word] for word in self.w_banks[p]])
-                m.submodules[f"weights{p}"] = mem
-                rd = mem.read_port()
-                m.d.comb += rd.addr.eq(rd_addr)
-                with m.If(primed):
-                    m.d.sync += w1.eq(rd.data)
-                with m.Else():
-                    wbits = self.weight_fmt.width
-                    word0 = sum((int(v) & ((1 << wbits) - 1)) << (i * wbits)
-                                for i, v in enumerate(self.w_banks[p][0]))
-                    m.d.sync += w1.as_value().eq(word0)
+                # registered_rom: the memory's read register and a data register (on ECP5 the block
+                # RAM's own output register, so no fabric path starts at its slow clock-to-output).
+                wbits = self.weight_fmt.width
+                words = [sum((int(v) & ((1 << wbits) - 1)) << (i * wbits) for i, v in enumerate(word))
+                         for word in self.w_banks[p]]
+                rom = registered_rom(m, words, wlayout.size, rd_addr, name=f"weights{p}")
+                # The data of the first two cycles after reset belongs to no read: a beat in the
+                # first cycle takes word 0 (its own) from a constant instead.
+                m.d.comb += w1.as_value().eq(Mux(primed, rom, words[0]))
             level = []
             for s in range(simd):
                 prod = registered_product(m, w1[s], x1[s], name=f"prod{p}_{s}")

@@ -85,6 +85,11 @@ class Target:
         Bits of one block RAM (iCE40 EBR 4 Kbit, ECP5 DP16KD 18 Kbit).
     dsp_blocks, bram_blocks : int
         DSP blocks and block RAMs of the part (for the analytic pre-check; nextpnr decides).
+    clock_pin : str
+        Package pin of ``clk``: a dedicated clock input (iCE40 global buffer pin, ECP5 PCLK pin), as
+        a board would have it. Left to the placer, ``clk`` can land on a pin without a path into the
+        global clock network (nextpnr's router2 then fails to route it). The other pins are placed
+        freely.
     """
 
     name: str
@@ -97,6 +102,15 @@ class Target:
     bram_bits: int
     dsp_blocks: int
     bram_blocks: int
+    clock_pin: str
+
+    def constraints(self) -> tuple[str, str, list[str]]:
+        """File name, contents and nextpnr arguments of the clock pin constraint."""
+        if self.family == "ice40":
+            return ("pins.pcf", f"set_io clk {self.clock_pin}\n",
+                    ["--pcf", "pins.pcf", "--pcf-allow-unconstrained"])
+        return ("pins.lpf", f'LOCATE COMP "clk" SITE "{self.clock_pin}";\n',
+                ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"])
 
     @property
     def yosys_synth(self) -> str:
@@ -107,15 +121,20 @@ class Target:
         return f"nextpnr-{self.family}"
 
 
+#: nextpnr-ecp5's router: router2 routes the larger designs (dozens of DP16KD and MULT18X18D) in
+#: minutes where router1 had not converged after 40 minutes (overused arcs rising again).
+_ECP5_ROUTER = ("--router", "router2")
+
 TARGETS = {
     "ice40-up5k": Target("ice40-up5k", "ice40", "iCE40UP5K", "SG48", ("--up5k", "--package", "sg48"),
-                         io=39, default_freq=48.0, bram_bits=4096, dsp_blocks=8, bram_blocks=30),
-    "ecp5-25k": Target("ecp5-25k", "ecp5", "LFE5U-25F", "CABGA381", ("--25k", "--package", "CABGA381"),
-                       io=197, default_freq=150.0, bram_bits=18432, dsp_blocks=28, bram_blocks=56),
-    "ecp5-45k": Target("ecp5-45k", "ecp5", "LFE5U-45F", "CABGA381", ("--45k", "--package", "CABGA381"),
-                       io=203, default_freq=150.0, bram_bits=18432, dsp_blocks=72, bram_blocks=108),
-    "ecp5-85k": Target("ecp5-85k", "ecp5", "LFE5U-85F", "CABGA381", ("--85k", "--package", "CABGA381"),
-                       io=205, default_freq=150.0, bram_bits=18432, dsp_blocks=156, bram_blocks=208),
+                         io=39, default_freq=48.0, bram_bits=4096, dsp_blocks=8, bram_blocks=30,
+                         clock_pin="35"),      # IOT_46b_G0, the iCEBreaker's 12 MHz clock
+    "ecp5-25k": Target("ecp5-25k", "ecp5", "LFE5U-25F", "CABGA381", ("--25k", "--package", "CABGA381", *_ECP5_ROUTER),
+                       io=197, default_freq=150.0, bram_bits=18432, dsp_blocks=28, bram_blocks=56, clock_pin="G2"),   # PCLKT6_0, the ULX3S 25 MHz clock
+    "ecp5-45k": Target("ecp5-45k", "ecp5", "LFE5U-45F", "CABGA381", ("--45k", "--package", "CABGA381", *_ECP5_ROUTER),
+                       io=203, default_freq=150.0, bram_bits=18432, dsp_blocks=72, bram_blocks=108, clock_pin="G2"),
+    "ecp5-85k": Target("ecp5-85k", "ecp5", "LFE5U-85F", "CABGA381", ("--85k", "--package", "CABGA381", *_ECP5_ROUTER),
+                       io=205, default_freq=150.0, bram_bits=18432, dsp_blocks=156, bram_blocks=208, clock_pin="G2"),
 }
 
 #: nextpnr BEL types of each resource class, per family.
@@ -611,7 +630,9 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
     say("yosys", f"done in {runtime['yosys']} s")
 
     # 3. nextpnr.
-    args = list(tgt.nextpnr_args) + ["--json", "netlist.json", "--report", "nextpnr.json", "--timing-allow-fail",
+    pin_file, pin_text, pin_args = tgt.constraints()
+    (out / pin_file).write_text(pin_text)
+    args = list(tgt.nextpnr_args) + pin_args + ["--json", "netlist.json", "--report", "nextpnr.json", "--timing-allow-fail",
                                      "--seed", str(seed), "--freq", f"{freq:g}"]
     say("nextpnr", f"{tgt.nextpnr} {' '.join(tgt.nextpnr_args)} --freq {freq:g} --seed {seed} (log: nextpnr.log)")
     t0 = time.monotonic()
