@@ -34,7 +34,7 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit as _unit
 from .fixed import align, requantize, shape_of
-from .layer import ACT_KINDS, LAYER_CLASSES, GateActivation, layer_signature, output_register, vector_chunk
+from .layer import ACT_KINDS, LAYER_CLASSES, GateActivation, layer_signature, output_register, vector_feed
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import GATE_LATENCY, RESET_PRODUCT_LATENCY, elementwise_latency, gru_rb_phase_gap, mvu_latency
 from ._util import checked_init
@@ -326,8 +326,8 @@ class GRUResetBeforeLayer(wiring.Component):
         # Matrix-vector beats: chunk k of [x_t; h_{t-1}] (phase 1) or [x_t; rh] (phase 2).
         vec = x_reg + [Mux(phase2, rh[j], h_prev[j]) for j in range(H)] + [Const(0, dshape)] * (F * simd - X - H)
         mac = Signal()
-        k, _, r, _, row_last = fold_counter(m, ranges, R, mac, prefix="ctl_")
-        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(vector_chunk(vec, k, simd, F))]
+        lanes, r, row_last = vector_feed(m, vec, ranges, R, mac, simd, F)
+        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(lanes)]
         m.d.comb += mvu.i_stream.valid.eq(mac)
 
         # Which row leaves the matrix-vector unit: phase-1 row g (r, z, nx) of unit u, or phase 2.

@@ -11,7 +11,7 @@ the cell's element-wise stage (:class:`LSTMElementwise`, :class:`GRUElementwise`
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -378,6 +378,46 @@ def vector_chunk(vec, k, simd: int, folds: int) -> list:
     return lanes
 
 
+#: Bits of the matrix-vector input multiplexer that one copy of the chunk counter drives
+#: (:func:`vector_feed`).
+FEED_GROUP_BITS = 8
+
+
+def vector_feed(m: Module, vec, fold_ranges, rows: int, enable, simd: int, folds: int, *, prefix: str = "ctl_"):
+    """The matrix-vector unit's input beats: chunk ``k`` of ``vec`` for every row, ``k`` walking the
+    fold ranges (:func:`~rnnaccel.hdl.mvu.fold_counter`) on ``enable``.
+
+    Like :func:`vector_chunk` with one counter, but every :data:`FEED_GROUP_BITS` output bits
+    have a counter of their own (identical copies, each feeding back only into itself, so
+    synthesis keeps them apart): one counter driving the whole multiplexer
+    (``simd * data.width`` outputs of ``folds`` inputs) has a fan-out of hundreds of LUTs, and
+    its routing was the critical path on ECP5.
+
+    Returns
+    -------
+    lanes : list of Value
+        ``simd`` lane values (unsigned bit patterns of the elements).
+    r : Signal
+        Local row of the current beat.
+    last : Value
+        The current beat is the last chunk of its row.
+    """
+    k, _, r, _, last = fold_counter(m, fold_ranges, rows, enable, prefix=prefix)
+    if folds == 1:
+        return [vec[s] for s in range(simd)], r, last
+    width = len(vec[0])
+    lanes, copies = [], 0
+    for s in range(simd):
+        lane = [vec[kk * simd + s] for kk in range(folds)]
+        parts = []
+        for lo in range(0, width, FEED_GROUP_BITS):
+            kc = k if copies == 0 else fold_counter(m, fold_ranges, rows, enable, prefix=f"{prefix}copy{copies}_")[0]
+            copies += 1
+            parts.append(Array(v[lo:lo + FEED_GROUP_BITS] for v in lane)[kc])
+        lanes.append(Cat(*parts))
+    return lanes, r, last
+
+
 def output_register(m: Module, o_stream):
     """A one-deep output register on ``o_stream`` (its payload is the register): returns
     ``(o_valid, slot_free)``; ``slot_free`` is true when a new beat may be loaded this cycle (the
@@ -541,8 +581,8 @@ class RecurrentLayer(wiring.Component):
         # Matrix-vector beats: chunk k of [x; h_prev] for every local row.
         vec = x_reg + h_prev + [Const(0, dshape)] * (F * simd - X - H)
         mac = Signal()
-        k, _, r, _, row_last = fold_counter(m, ranges, R, mac, prefix="ctl_")
-        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(vector_chunk(vec, k, simd, F))]
+        lanes, r, row_last = vector_feed(m, vec, ranges, R, mac, simd, F)
+        m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(lanes)]
         m.d.comb += mvu.i_stream.valid.eq(mac)
 
         # Per-PE lanes: row activation, row collection, element-wise stage.
