@@ -656,12 +656,12 @@ class RecurrentLayer(wiring.Component):
             """Take x_t; ``starts_sequence``: the step it starts is the first of a sequence."""
             m.d.comb += self.i_stream.ready.eq(1)
             with m.If(self.i_stream.valid):
-                m.d.sync += [xr.eq(payload.data[i]) for i, xr in enumerate(x_reg)]
+                # x_reg and h_prev take their values in this cycle through the vector loads below.
+                m.d.comb += accepted.eq(1)
                 m.d.sync += cur_last.eq(payload.last)
                 m.next = "MAC"
                 h0 = [payload.h0[j] for j in range(H)] if self.initial_state else zeros_h
                 with m.If(starts_sequence):
-                    m.d.sync += [h_prev[j].eq(h0[j]) for j in range(H)]
                     if model.cell_spec.has_cell_state:
                         c0 = ([payload.c0[j] for j in range(H)] if self.initial_state
                               else [Const(0, shape_of(fm.cell))] * H)
@@ -673,12 +673,33 @@ class RecurrentLayer(wiring.Component):
                         for p, vals in enumerate(lane_values(h0)):
                             m.d.comb += [state_values[p][u].eq(v) for u, v in enumerate(vals)]
 
+        # Vector loads. x_reg and h_prev are read only by the matrix-vector beats (MAC), so outside
+        # MAC they simply follow their next values every cycle and hold the ones of the cycle that
+        # accepts x_t. Their load enables are copies of one "not in MAC" flag, each for a group of
+        # elements (flags that feed back into themselves, so synthesis keeps them apart), and the
+        # choice between h0 and h_{t-1} likewise: no controller signal fans out to all of them.
+        accepted = Signal()
+        mac_done = Signal()
+        h0_all = [payload.h0[j] for j in range(H)] if self.initial_state else zeros_h
+        group = max(1, FEED_GROUP_BITS * 8 // dshape.width)
+        targets = [(xr, payload.data[i], None) for i, xr in enumerate(x_reg)] + \
+                  [(hp, h_next[j], h0_all[j]) for j, hp in enumerate(h_prev)]
+        for g0 in range(0, len(targets), group):
+            in_mac_c = Signal(name=f"in_mac_copy{g0 // group}")
+            start_c = Signal(init=1, name=f"starts_copy{g0 // group}")
+            m.d.sync += in_mac_c.eq(Mux(in_mac_c, ~mac_done, accepted))
+            m.d.sync += start_c.eq(Mux(accepted, payload.last, start_c))
+            with m.If(~in_mac_c):
+                for reg, value, h0_value in targets[g0:g0 + group]:
+                    m.d.sync += reg.eq(value if h0_value is None else Mux(start_c, h0_value, value))
+
         with m.FSM():
             with m.State("IDLE"):
                 accept(first)
             with m.State("MAC"):
                 m.d.comb += mac.eq(1)
                 with m.If(row_last & (r == R - 1)):
+                    m.d.comb += mac_done.eq(1)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(ew_units[0].valid & (done_units == U - 1)):
@@ -688,7 +709,6 @@ class RecurrentLayer(wiring.Component):
                     m.d.sync += [o_valid.eq(1), self.o_stream.payload.last.eq(cur_last), done_units.eq(0),
                                  first.eq(cur_last)]
                     m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(H)]
-                    m.d.sync += [h_prev[j].eq(h_next[j]) for j in range(H)]
                     for p, st in enumerate(lane_states):      # all units done: state[u] is unit u's c
                         m.d.sync += [self.o_stream.payload.c[u * pe + p].eq(st[u]) for u in range(U)]
                     if model.cell == "gru":
