@@ -626,11 +626,14 @@ class RecurrentLayer(wiring.Component):
                 # The load reaches the chain a cycle later, from registers: the chains of all lanes
                 # are hundreds of flip-flops, too many for one cycle from the controller's state.
                 # The chain is next used after the matrix-vector and gate latencies (> 1 cycle).
+                # Each lane's load pulse is the change of a toggle flip-flop of its own (a plain
+                # register of state_load per lane would be one flip-flop after synthesis merges the
+                # identical copies, driving every lane's chain).
                 load_data = Signal.like(ew.load_data, name=f"load_data{p}")
-                load_r = Signal(name=f"state_load_r{p}")
+                toggle, toggle_d = Signal(name=f"state_load_t{p}"), Signal(name=f"state_load_td{p}")
                 load_data_r = Signal.like(ew.load_data, name=f"load_data_r{p}")
-                m.d.sync += [load_r.eq(state_load), load_data_r.eq(load_data)]
-                m.d.comb += [ew.load.eq(load_r), ew.load_data.eq(load_data_r)]
+                m.d.sync += [toggle.eq(toggle ^ state_load), toggle_d.eq(toggle), load_data_r.eq(load_data)]
+                m.d.comb += [ew.load.eq(toggle ^ toggle_d), ew.load_data.eq(load_data_r)]
                 state_values.append(load_data)
             out = ew.o_stream
             for u in range(U):
