@@ -527,6 +527,12 @@ class RecurrentLayer(wiring.Component):
     the layer computes step t+1 while h_t waits, and stalls only if h_t has not been taken when
     h_{t+1} is ready. ``x_t`` and ``h_{t-1}`` live in registers (the vector ``[x_t; h_{t-1}]``);
     ``h_t`` is collected in a second register bank.
+
+    For clock rate, no controller signal drives hundreds of flip-flops: the matrix-vector input
+    multiplexer has a copy of the chunk counter per byte (:func:`vector_feed`), the ``x_t`` and
+    ``h_{t-1}`` registers follow their next values outside the matrix-vector beats with enables
+    from per-group flag copies, and each lane's element-wise state load (a cycle after the accept)
+    comes from a toggle flip-flop of its own.
     """
 
     @checked_init
