@@ -10,8 +10,11 @@ from the model.
 
 :func:`plan_memories` makes the choice:
 
-* every memory of the elaborated design is listed with its depth, width and the blocks it needs
-  (the cheapest of the family's block RAM aspect ratios);
+* every memory of the elaborated design is listed with its depth, width and the blocks it needs:
+  on ECP5 the tables :func:`~rnnaccel.hdl.dsp.registered_rom` builds from ``DP16KD``/``PDPW16KD``
+  primitives (activation tables, weight memories that are not loaded) exactly the blocks it
+  instantiates (:func:`~rnnaccel.hdl.dsp.rom_config`), every other memory the cheapest of the
+  family's block RAM aspect ratios (synthesis maps those; small ones may become logic instead);
 * ``storage="auto"``: if the block RAM demand exceeds the part, weight memories of the
   matrix-vector units move to SPRAM, largest first, while SPRAMs remain (a memory of width ``w``
   takes ``ceil(w / 16)`` SPRAMs side by side and at most 16384 words); ``"spram"`` moves every
@@ -76,6 +79,10 @@ class Placement:
         Block RAMs (``where == "block_ram"``) or SPRAMs it takes.
     loaded : bool
         Written at run time through the weight stream (SPRAM has no initial contents).
+    primitive : str or None
+        The block RAM primitive the design instantiates for it (ECP5 ``registered_rom`` tables:
+        ``"DP16KD"`` or ``"PDPW16KD"``, ``blocks`` of them); None for a memory that synthesis maps
+        (``blocks`` is then the cheapest aspect ratio's count).
     """
 
     memory: str
@@ -84,6 +91,7 @@ class Placement:
     where: str
     blocks: int
     loaded: bool = False
+    primitive: str | None = None
 
     @property
     def bits(self) -> int:
@@ -119,6 +127,16 @@ class MemoryPlan:
     @property
     def block_ram_used(self) -> int:
         return sum(p.blocks for p in self.placements if p.where == "block_ram")
+
+    @property
+    def primitive_blocks(self) -> dict[str, int]:
+        """``{primitive: blocks}`` of the memories the design instantiates as block RAM primitives
+        (:attr:`Placement.primitive`): what the generated Verilog holds, e.g. ``{"DP16KD": 24, "PDPW16KD": 16}``."""
+        out: dict[str, int] = {}
+        for p in self.placements:
+            if p.primitive is not None:
+                out[p.primitive] = out.get(p.primitive, 0) + p.blocks
+        return out
 
     @property
     def spram_used(self) -> int:
@@ -162,18 +180,25 @@ class MemoryPlan:
             "loaded_weight_memories": [list(x) for x in self.loaded],
             "not_movable": list(self.not_movable),
             "memories": [{"memory": p.memory, "depth": p.depth, "width": p.width, "where": p.where,
-                          "blocks": p.blocks, "loaded": p.loaded} for p in self.placements],
+                          "blocks": p.blocks, "loaded": p.loaded, "primitive": p.primitive}
+                         for p in self.placements],
         }
 
     def describe(self) -> list[str]:
         """Readable lines: one per memory, then the totals."""
-        unit = {"block_ram": "EBR" if self.family == "ice40" else "DP16KD", "spram": "SPRAM"}
+        # EBR: the block RAM site of both families (on ECP5 a DP16KD or a PDPW16KD)
+        unit = {"block_ram": "EBR", "spram": "SPRAM"}
         lines = []
         for p in self.placements:
             how = "loaded at run time" if p.loaded else "initialised"
-            lines.append(f"{p.memory:<44} {p.depth:>6} x {p.width:<3} -> {p.blocks:>3} {unit[p.where]:<6} ({how})")
+            lines.append(f"{p.memory:<44} {p.depth:>6} x {p.width:<3} -> {p.blocks:>3} "
+                         f"{p.primitive or unit[p.where]:<8} ({how})")
         if self.block_ram_available is not None:
+            prims = self.primitive_blocks
+            inst = sum(prims.values())
             lines.append(f"planned {self.block_ram_used}/{self.block_ram_available} {unit['block_ram']}"
+                         + (f" ({inst} instantiated: {', '.join(f'{n} {k}' for k, n in prims.items())}; "
+                            f"{self.block_ram_used - inst} for memories synthesis maps)" if prims else "")
                          + (f", {self.spram_used}/{self.spram_available} SPRAM" if self.spram_available else ""))
         for name in self.not_movable:
             lines.append(f"{name}: no run-time load path for this layer's cell/topology, stays in block RAM")
@@ -182,9 +207,25 @@ class MemoryPlan:
 
 def design_memories(model: Model) -> list[tuple[str, int, int]]:
     """``(name, depth, width)`` of every memory in the elaborated accelerator of ``model`` (no loaded ones)."""
+    return [(name, depth, width) for name, depth, width, _ in _memories(model)]
+
+
+def _memories(model: Model) -> list[tuple[str, int, int, bool]]:
+    """:func:`design_memories` with a fourth field: the memory is a
+    :func:`~rnnaccel.hdl.dsp.registered_rom` table.
+
+    The design is elaborated as plain Amaranth (no :func:`~rnnaccel.hdl.dsp.dsp_primitives`), where
+    every table is a :class:`~amaranth.lib.memory.Memory` and the walk sees its depth and width;
+    ``registered_rom`` marks the contents of the memories it builds
+    (:func:`~rnnaccel.hdl.dsp.is_registered_rom`), so the plan tells them from the other read-only
+    memories (biases, peephole weights: plain memories on every target) without relying on names or
+    on a depth range, and applies to them the rule that decides the primitives on ECP5
+    (:func:`~rnnaccel.hdl.dsp.rom_config`).
+    """
     from amaranth.hdl import Fragment, Shape
     from amaranth.hdl._mem import MemoryInstance
 
+    from .dsp import is_registered_rom
     from .top import Accelerator
 
     out = []
@@ -192,7 +233,7 @@ def design_memories(model: Model) -> list[tuple[str, int, int]]:
     def walk(frag, path):
         if isinstance(frag, MemoryInstance):
             d = frag._data
-            out.append((".".join(path), int(d.depth), Shape.cast(d.shape).width))
+            out.append((".".join(path), int(d.depth), Shape.cast(d.shape).width, is_registered_rom(d)))
         for sub, name, *_ in frag.subfragments:
             walk(sub, path + [str(name)])
 
@@ -244,8 +285,17 @@ def plan_memories(model: Model, target: str | None = None, *, family: str | None
     sprams = FAMILY_SPRAMS.get(target, 0) if sprams is None else sprams
     if storage == "spram" and not sprams:
         raise ValueError(f"storage='spram': the {target} has no SPRAM; use 'auto' or 'rom'")
-    mems = design_memories(model)
-    blocks = {name: block_ram_blocks(depth, width, family) for name, depth, width in mems}
+    found = _memories(model)
+    mems = [(name, depth, width) for name, depth, width, _ in found]
+    # ECP5: registered_rom tables become the DP16KD/PDPW16KD of rom_config in the Verilog of
+    # `generate --target ecp5-*` and of the synthesis flow (both convert under dsp_primitives("ecp5");
+    # a board build does not, and Yosys maps the same tables itself); every other memory is left to
+    # synthesis and counted at the cheapest aspect ratio.
+    from .dsp import rom_config
+    prims = {name: cfg for name, depth, width, rom in found
+             if family == "ecp5" and rom and (cfg := rom_config(depth, width)) is not None}
+    blocks = {name: prims[name].blocks if name in prims else block_ram_blocks(depth, width, family)
+              for name, depth, width in mems}
     demand = sum(blocks.values())
     candidates = {_weight_name(k, p): (k, p) for k in loadable_layers(model) for p in range(model.pe)}
     movable = [(name, depth, width) for name, depth, width in mems
@@ -266,7 +316,8 @@ def plan_memories(model: Model, target: str | None = None, *, family: str | None
         not_movable = tuple(weights)
     placements = tuple(
         Placement(name, depth, width, "spram", moved[name], loaded=True) if name in moved
-        else Placement(name, depth, width, "block_ram", blocks[name])
+        else Placement(name, depth, width, "block_ram", blocks[name],
+                       primitive=prims[name].primitive if name in prims else None)
         for name, depth, width in mems)
     loaded = tuple(sorted(candidates[name] for name in moved))
     return MemoryPlan(target, family, placements, loaded, block_rams, sprams, not_movable)

