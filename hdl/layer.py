@@ -420,10 +420,15 @@ def vector_feed(m: Module, vec, fold_ranges, rows: int, enable, simd: int, folds
 
 def output_register(m: Module, o_stream):
     """A one-deep output register on ``o_stream`` (its payload is the register): returns
-    ``(o_valid, slot_free)``; ``slot_free`` is true when a new beat may be loaded this cycle (the
-    register is empty or its beat is being taken). Load it with ``o_valid.eq(1)`` and the payload."""
+    ``(o_valid, slot_free)``; ``slot_free`` is true when a new beat may be loaded this cycle: the
+    register is empty. (Not "or its beat is being taken": that would make a combinational path
+    from the consumer's ``ready`` through the controller, which accepts the next input in the same
+    cycle, to the producer's handshake -- the critical path on ECP5. A consumer that takes every
+    beat at once never holds the register when the next one is ready, so throughput is the same;
+    under backpressure a new beat waits one cycle more.) Load it with ``o_valid.eq(1)`` and the
+    payload."""
     o_valid = Signal(name="o_valid")
-    slot_free = ~o_valid | o_stream.ready
+    slot_free = ~o_valid
     m.d.comb += o_stream.valid.eq(o_valid)
     with m.If(o_stream.ready):
         m.d.sync += o_valid.eq(0)
