@@ -46,7 +46,7 @@ class ActivationTable(wiring.Component):
     -----
     ``unit`` (and ``table``) is the golden :class:`~rnnaccel.golden.activation.Table`.
 
-    Latency ``TABLE_LATENCY`` = 3 cycles (index register, synchronous memory read, data register:
+    Latency ``TABLE_LATENCY`` = 4 cycles (index register, address register, synchronous memory read, data register:
     :func:`~rnnaccel.hdl.dsp.registered_rom`, on ECP5 the block RAM's own output register; the
     symmetry, one subtraction or negation and a multiplexer, follows the data register
     combinationally, so the block RAM output path has no logic);
@@ -73,19 +73,23 @@ class ActivationTable(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         t = self.table
-        # Stage 1: index register. Stage 2: memory read (address = clamped magnitude). Stage 3: the
-        # memory word goes straight into a register (no logic behind the block RAM's slow
-        # clock-to-output; on ECP5 the block RAM's own output register, hdl/dsp.py); the symmetry is
-        # applied after it, in the consumer's cycle.
+        # Stage 1: index register. Stage 2: address register (the clamped magnitude) and sign.
+        # Stage 3: memory read. Stage 4: the memory word goes straight into a register (no logic
+        # behind the block RAM's slow clock-to-output; on ECP5 the block RAM's own output register,
+        # hdl/dsp.py); the symmetry is applied after it, in the consumer's cycle. The address
+        # register keeps the magnitude and clamp logic out of the route to the block RAMs (a table
+        # of 2048 x 16 is two DP16KD, which the placer may put far apart).
         idx = Signal.like(self.i_stream.payload)
         valid_i = Signal()
         m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid)]
         neg = idx < 0
         mag = Mux(neg, -idx, idx)
-        data = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt),
-                              Mux(mag > t.depth - 1, t.depth - 1, mag), name="mem")
+        addr = Signal(range(t.depth), name="addr")
+        neg_a, valid_a = Signal(), Signal()
+        m.d.sync += [addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag)), neg_a.eq(neg), valid_a.eq(valid_i)]
+        data = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt), addr, name="mem")
         neg_d, neg_o, valid_d = Signal(), Signal(), Signal()
-        m.d.sync += [neg_d.eq(neg), valid_d.eq(valid_i), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
+        m.d.sync += [neg_d.eq(neg_a), valid_d.eq(valid_a), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
         if not self.apply_symmetry:
             value = data
         elif t.function == "sigmoid":
@@ -124,14 +128,14 @@ class PiecewiseLinearUnit(wiring.Component):
 
     Notes
     -----
-    Latency ``TABLE_LATENCY`` = 3 cycles, throughput one value per cycle:
+    Latency ``TABLE_LATENCY`` = 4 cycles, throughput one value per cycle:
 
     1. index register (also the multiplier's input register);
     2. product register: ``index * mul`` (hard_sigmoid: one constant multiplier of
        ``unit.mul.bit_length()`` bits, both sides registered) or, for hard_tanh, the clipped
        magnitude of the index (no multiplier);
-    3. output register: product plus one constant (``offset`` and the rounding half), shift,
-       clamp to ``[lo, hi]``, and the sign for odd functions with ``apply_symmetry``.
+    3. sum register: product plus one constant (``offset`` and the rounding half), shift;
+    4. output register: clamp to ``[lo, hi]``, and the sign for odd functions with ``apply_symmetry``.
 
     No memory.
     """
@@ -167,16 +171,20 @@ class PiecewiseLinearUnit(wiring.Component):
         prod = Signal((a * u.mul).shape() if u.mul != 1 else a.shape(), name="prod")
         neg2, v2 = Signal(), Signal()
         m.d.sync += [prod.eq(a * u.mul if u.mul != 1 else a), neg2.eq(idx < 0), v2.eq(v1)]
-        # Stage 3: one constant, shift, clamp, sign -> output register. RND of the golden model is
+        # Stage 3: one constant and the shift -> sum register. RND of the golden model is
         # (v + half) >> shift, and the half is folded into the offset constant (one adder).
         if u.shift > 0:
-            r = (prod + (u.offset + (1 << (u.shift - 1)))) >> u.shift
+            r_val = (prod + (u.offset + (1 << (u.shift - 1)))) >> u.shift
         else:
-            r = (prod + u.offset) << -u.shift
+            r_val = (prod + u.offset) << -u.shift
+        r = Signal(r_val.shape(), name="sum")
+        neg3, v3 = Signal(), Signal()
+        m.d.sync += [r.eq(r_val), neg3.eq(neg2), v3.eq(v2)]
+        # Stage 4: clamp and sign -> output register.
         g = Mux(r > u.hi, u.hi, Mux(r < u.lo, u.lo, r))
         if u.odd and self.apply_symmetry:
-            g = Mux(neg2, -g, g)
-        m.d.sync += [self.o_stream.payload.eq(g), self.o_stream.valid.eq(v2)]
+            g = Mux(neg3, -g, g)
+        m.d.sync += [self.o_stream.payload.eq(g), self.o_stream.valid.eq(v3)]
         return m
 
 

@@ -125,7 +125,7 @@ class GRUResetBeforeElementwise(wiring.Component):
 
     Notes
     -----
-    Latency ``elementwise_latency("gru_rb")`` = 5 cycles: the candidate unit (3; its index register
+    Latency ``elementwise_latency("gru_rb")`` = 6 cycles: the candidate unit (4; its index register
     takes ``requantize(nx + nh)``), the products ``(1-z)*n`` and ``z*h_prev``, the hidden state.
     Throughput one unit per cycle. Two multipliers, one candidate unit.
     """
@@ -240,8 +240,8 @@ class GRUResetBeforeLayer(wiring.Component):
 
         cycle 0           accept x_t (the cycle that hands h_{t-1} to the output register)
         phase 1           U*(2F + F_x) beats: rows r, z, nx of unit 0, 1, ..  over [x_t; h_{t-1}]
-                          r -> gate activation (3) -> ResetProduct (3) -> rh bank
-                          z -> gate activation (3) -> z chain;  nx (exact) -> nx chain
+                          r -> gate activation (4) -> ResetProduct (3) -> rh bank
+                          z -> gate activation (4) -> z chain;  nx (exact) -> nx chain
         gap               until rh of the last unit is in the bank: gru_rb_phase_gap(model) cycles
                           = max(0, L + 3 + 3 - (F + F_x)) (its z, nx rows hide part of the wait)
         phase 2           U*F_h beats: rows nh over [x_t; rh] (the h slots switch to the rh bank)

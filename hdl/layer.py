@@ -64,7 +64,7 @@ class GateActivation(wiring.Component):
 
     Notes
     -----
-    Latency ``GATE_LATENCY`` = 3 cycles for every kind (the requantisation feeds the units' index
+    Latency ``GATE_LATENCY`` = 4 cycles for every kind (the requantisation feeds the units' index
     registers; relu and linear values are registered and delayed to match); throughput one value
     per cycle. One table memory per table unit used.
     """
@@ -178,8 +178,8 @@ class LSTMElementwise(_Elementwise):
 
     Notes
     -----
-    Latency ``elementwise_latency("lstm")`` = 8 cycles: products, exact sum f*c + i*g, cell state
-    (its rounding and saturation), candidate unit (3), o*phi(c) product, hidden state. Throughput
+    Latency ``elementwise_latency("lstm")`` = 9 cycles: products, exact sum f*c + i*g, cell state
+    (its rounding and saturation), candidate unit (4), o*phi(c) product, hidden state. Throughput
     one unit every 2 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
     their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
     ``MULT18X18D``'s output registers).
@@ -280,7 +280,7 @@ class GRUElementwise(_Elementwise):
 
     Notes
     -----
-    Latency 6 cycles: r*nh product, candidate unit (3), the products (1-z)*n and z*h_prev, hidden
+    Latency 7 cycles: r*nh product, candidate unit (4), the products (1-z)*n and z*h_prev, hidden
     state. Throughput one unit per cycle. Three multipliers, one candidate unit.
     """
 

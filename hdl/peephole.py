@@ -72,9 +72,9 @@ class PeepholeLSTMElementwise(wiring.Component):
 
     Notes
     -----
-    Latency ``6 + 2 * TABLE_LATENCY`` = 12 cycles
+    Latency ``6 + 2 * TABLE_LATENCY`` = 14 cycles
     (:func:`~rnnaccel.hdl.perf.elementwise_latency`): peephole products p_i*c and p_f*c, i and f
-    gate units (3), products f*c and i*g, cell state (written back to the chain), p_o*c_t, o gate
+    gate units (4), products f*c and i*g, cell state (written back to the chain), p_o*c_t, o gate
     unit beside the candidate unit phi(c_t) (3), o*phi(c_t), hidden state. Throughput one unit
     every 6 cycles. Six multipliers (both inputs and the output registered, except the gate and
     candidate unit outputs, which carry their symmetry multiplexer), three gate units, one

@@ -13,7 +13,7 @@ Schedule of one timestep (input always valid, output always ready)::
     = next cycle 0
 
 so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``, for an
-LSTM ``= R*F + 16 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 17 for SIMD <= 4.
+LSTM ``= R*F + 18 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 19 for SIMD <= 4.
 
 Every requantisation ends in a register and every memory has a registered address and data
 (the table index register is what keeps the long rounding/saturation path of the accumulator
@@ -33,31 +33,32 @@ __all__ += ["RESET_PRODUCT_LATENCY", "gru_rb_phase_gap"]
 
 #: Adder-tree levels between pipeline registers.
 LEVELS_PER_STAGE = 2
-#: Activation table: index register (after the requantisation), sync memory read, registered output.
-TABLE_LATENCY = 3
+#: Activation table: index register (after the requantisation), address register (clamped
+#: magnitude), sync memory read, registered output.
+TABLE_LATENCY = 4
 #: Gate activation: requantise into the table's index register, then the table.
 GATE_LATENCY = TABLE_LATENCY
 #: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), tanh
-#: table (3), o*tanh product, hidden state.
+#: table (4), o*tanh product, hidden state.
 ELEMENTWISE_LATENCY = 5 + TABLE_LATENCY
 
-#: Element-wise stage of every cell. GRU: r*nh product, tanh table (3), the two products of
+#: Element-wise stage of every cell. GRU: r*nh product, tanh table (4), the two products of
 #: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.
 ELEMENTWISE_LATENCIES = {"lstm": ELEMENTWISE_LATENCY, "lstm_nf": ELEMENTWISE_LATENCY,
                          "gru": 3 + TABLE_LATENCY, "rnn_tanh": 1, "rnn_relu": 1}
-#: Peephole LSTM (hdl/peephole.py): p*c products, i/f units (3), f*c and i*g, cell state, p_o*c_t,
-#: o unit (3, beside phi(c_t)), o*phi(c_t), hidden state.
+#: Peephole LSTM (hdl/peephole.py): p*c products, i/f units (4), f*c and i*g, cell state, p_o*c_t,
+#: o unit (4, beside phi(c_t)), o*phi(c_t), hidden state.
 ELEMENTWISE_LATENCIES["lstm_peephole"] = 6 + 2 * TABLE_LATENCY
 #: Jordan RNN (hdl/projected.py): h_t = phi(acc) to data, like rnn_tanh.
 ELEMENTWISE_LATENCIES["jordan"] = 1
-#: GRU with the reset before the recurrent product (hdl/gru_rb.py): candidate unit (3; its index
+#: GRU with the reset before the recurrent product (hdl/gru_rb.py): candidate unit (4; its index
 #: register takes requantize(nx + nh)), the products (1-z)*n and z*h_prev, hidden state.
 ELEMENTWISE_LATENCIES["gru_rb"] = 2 + TABLE_LATENCY
 #: gru_rb's reset product (hdl/gru_rb.py: ResetProduct): multiplier input registers, product
 #: register, requantised r*h_{t-1} register.
 RESET_PRODUCT_LATENCY = 3
 #: Projection output stage (hdl/projected.py: ProjectionOutput). LSTM: the requantisation register;
-#: Jordan: candidate unit (3, its index register first), then the tanh_out -> data register.
+#: Jordan: candidate unit (4, its index register first), then the tanh_out -> data register.
 PROJECTION_OUTPUT_LATENCIES = {"lstm": 1, "jordan": TABLE_LATENCY + 1}
 
 
