@@ -178,11 +178,12 @@ class LSTMElementwise(_Elementwise):
 
     Notes
     -----
-    Latency ``elementwise_latency("lstm")`` = 9 cycles: products, exact sum f*c + i*g, cell state
-    (its rounding and saturation), candidate unit (4), o*phi(c) product, hidden state. Throughput
+    Latency ``elementwise_latency("lstm")`` = 10 cycles: products, exact sum f*c + i*g, cell state
+    (its rounding and saturation), candidate unit (4), o*phi(c) product (input and product
+    registers), hidden state. Throughput
     one unit every 2 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
     their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
-    ``MULT18X18D``'s output registers).
+    ``MULT18X18D``'s output registers; o*phi(c) uses its input registers too).
     """
 
     state_fmt_name = "cell"
@@ -253,10 +254,14 @@ class LSTMElementwise(_Elementwise):
                 m.d.sync += o_n.eq(o4)
                 o4 = o_n
 
-        # Stage 4 + unit latency: o * phi(c). Then the hidden state.
-        ot = registered_product(m, o4, tanh.o_stream.payload, name="ot", input_regs=False)
+        # Stages 4 + unit latency and 5 + unit latency: o * phi(c) with both operands registered
+        # first (on ECP5 the MULT18X18D's input registers: the table's block RAM and the DSP block
+        # may sit far apart, and that route then ends in a register, not in the multiplier). Then
+        # the hidden state.
+        ot = registered_product(m, o4, tanh.o_stream.payload, name="ot", input_regs=True)
+        unit_m, v_m = Signal.like(unit3, name="unit_m"), Signal(name="v_m")
         unit5, v5 = Signal.like(unit3), Signal()
-        m.d.sync += [unit5.eq(unit4), v5.eq(tanh.o_stream.valid)]
+        m.d.sync += [unit_m.eq(unit4), v_m.eq(tanh.o_stream.valid), unit5.eq(unit_m), v5.eq(v_m)]
         out = self.o_stream.payload
         m.d.sync += [out.h.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding, model.overflow)),
                      out.unit.eq(unit5), self.o_stream.valid.eq(v5)]

@@ -13,7 +13,7 @@ Schedule of one timestep (input always valid, output always ready)::
     = next cycle 0
 
 so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``, for an
-LSTM ``= R*F + 18 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 19 for SIMD <= 4.
+LSTM ``= R*F + 19 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 20 for SIMD <= 4.
 
 Every requantisation ends in a register and every memory has a registered address and data
 (the table index register is what keeps the long rounding/saturation path of the accumulator
@@ -39,8 +39,8 @@ TABLE_LATENCY = 4
 #: Gate activation: requantise into the table's index register, then the table.
 GATE_LATENCY = TABLE_LATENCY
 #: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), tanh
-#: table (4), o*tanh product, hidden state.
-ELEMENTWISE_LATENCY = 5 + TABLE_LATENCY
+#: table (4), o*tanh product (input and product registers), hidden state.
+ELEMENTWISE_LATENCY = 6 + TABLE_LATENCY
 
 #: Element-wise stage of every cell. GRU: r*nh product, tanh table (4), the two products of
 #: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.

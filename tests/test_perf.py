@@ -23,19 +23,19 @@ def test_adder_tree_stages(simd, levels):
 
 @pytest.mark.parametrize("pe,simd", [(1, 1), (1, 2), (2, 4), (8, 1), (8, 4), (32, 1), (16, 2)],
                          ids=lambda v: str(v))
-def test_reference_size_within_mac_bound_plus_19(pe, simd):
-    # PE*SIMD in {1, 8, 32} at X = H = 32: within ceil(4H(X+H)/(PE*SIMD)) + 19 for SIMD <= 4 (two 4-cycle table units on the path).
+def test_reference_size_within_mac_bound_plus_20(pe, simd):
+    # PE*SIMD in {1, 8, 32} at X = H = 32: within ceil(4H(X+H)/(PE*SIMD)) + 20 for SIMD <= 4 (two 4-cycle table units on the path).
     m = _model(32, 32, pe, simd)
     bound = math.ceil(4 * 32 * 64 / (pe * simd))
     assert perf.mac_cycles(m) == bound
-    assert bound < perf.cycles_per_timestep(m) <= bound + 19
+    assert bound < perf.cycles_per_timestep(m) <= bound + 20
 
 
 @pytest.mark.parametrize("simd", [8, 32])
 def test_wide_simd_pays_adder_tree_stages(simd):
     # Each further pair of adder-tree levels adds one cycle of latency per timestep.
     m = _model(32, 32, 1, simd)
-    assert perf.cycles_per_timestep(m) == perf.mac_cycles(m) + 18 + perf.adder_tree_stages(simd)
+    assert perf.cycles_per_timestep(m) == perf.mac_cycles(m) + 19 + perf.adder_tree_stages(simd)
 
 
 def test_padding_counts_whole_folds():
