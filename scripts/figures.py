@@ -17,7 +17,13 @@ from rnnaccel.golden.model import ConfigError, Model
 from rnnaccel.golden.reference import network_float
 from rnnaccel.hdl import perf
 
-__all__ = ["measure_cycles", "cycle_figures", "accuracy_figures", "PARALLELISM"]
+__all__ = ["measure_cycles", "cycle_figures", "accuracy_figures", "PARALLELISM", "BOUND_SLACK"]
+
+#: Cycles an LSTM step may take beyond the MAC bound ceil(4H(X+H)/(PE*SIMD)) for SIMD <= 4: the
+#: accept cycle and the pipeline drain (matrix-vector unit 5, gate unit 4, element-wise stage 10).
+#: Issue 2 set 16; the registers added for ECP5 clock rate (table address register, two-stage cell
+#: state, o*phi(c) input registers) made it 20.
+BOUND_SLACK = 20
 
 #: (pe, simd) for PE*SIMD = 1, 8 and 32 at the reference size (SIMD <= 4 keeps the adder tree
 #: to one register stage, so the fixed latency of an LSTM stays within 17 cycles).
@@ -57,7 +63,7 @@ def measure_cycles(model: Model, steps: int = 3, seed: int = 0) -> list[int]:
 
 
 def cycle_figures(model: Model, parallelism=PARALLELISM, steps: int = 3, progress=None) -> list[dict]:
-    """For each (pe, simd): analytic cycles, measured cycles, the MAC bound and the bound + 17."""
+    """For each (pe, simd): analytic cycles, measured cycles, the MAC bound and the bound + :data:`BOUND_SLACK`."""
     rows = []
     for pe, simd in parallelism:
         try:
@@ -78,8 +84,8 @@ def cycle_figures(model: Model, parallelism=PARALLELISM, steps: int = 3, progres
             "per": "sequence" if (m.bidirectional or m.outputs == "last") else "timestep",
             "cycles_model": model_cycles,
             "cycles_measured_min": min(measured), "cycles_measured_max": max(measured),
-            "mac_bound": bound, "bound_plus_17": bound + 17,
-            "within_bound": max(measured) <= bound + 17,
+            "mac_bound": bound, "bound_plus_slack": bound + BOUND_SLACK,
+            "within_bound": max(measured) <= bound + BOUND_SLACK,
             "exact": set(measured) == {model_cycles},
             "multipliers": perf.multiplier_count(m)["total"],
         })
