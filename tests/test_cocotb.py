@@ -310,32 +310,24 @@ def test_ecp5_target_changes_only_the_primitives():
         to_verilog(model, family="ecp6")
 
 
-def _unsigned_multiplier(behaviour):
-    def mutated(declaration):
-        text = behaviour(declaration)
-        out = text.replace("{rnn_a_q[18] & rnn_a_q[17], ", "{1'b0, ").replace("{rnn_b_q[18] & rnn_b_q[17], ", "{1'b0, ")
-        assert out != text
-        return out
-    return mutated
+def _replacing(*pairs):
+    """A mutation of a primitive's behaviour text: each ``(old, new)`` replaced (each must occur)."""
+    def mutation(behaviour):
+        def mutated(declaration):
+            text = behaviour(declaration)
+            for old, new in pairs:
+                assert old in text, old
+                text = text.replace(old, new)
+            return text
+        return mutated
+    return mutation
 
 
-def _no_output_register(behaviour):
-    def mutated(declaration):
-        text = behaviour(declaration)
-        out = text.replace('== "OUTREG" ?', '== "NO_SUCH_MODE" ?')
-        assert out != text
-        return out
-    return mutated
-
-
-def _halves_swapped(behaviour):
-    def mutated(declaration):
-        text = behaviour(declaration)
-        word = "{rnn_rows[{rnn_n, 1'b1}], rnn_rows[{rnn_n, 1'b0}]}"
-        out = text.replace(word, "{rnn_rows[{rnn_n, 1'b0}], rnn_rows[{rnn_n, 1'b1}]}")
-        assert out != text
-        return out
-    return mutated
+_unsigned_multiplier = _replacing(("{rnn_a_q[18] & rnn_a_q[17], ", "{1'b0, "),
+                                  ("{rnn_b_q[18] & rnn_b_q[17], ", "{1'b0, "))
+_no_output_register = _replacing(('== "OUTREG" ?', '== "NO_SUCH_MODE" ?'))
+_halves_swapped = _replacing(("{rnn_rows[{rnn_n, 1'b1}], rnn_rows[{rnn_n, 1'b0}]}",
+                              "{rnn_rows[{rnn_n, 1'b0}], rnn_rows[{rnn_n, 1'b1}]}"))
 
 
 @pytest.mark.parametrize("prim, mutate", [
