@@ -79,12 +79,12 @@ class ActivationTable(wiring.Component):
         # hdl/dsp.py); the symmetry is applied after it, in the consumer's cycle. The address
         # register keeps the magnitude and clamp logic out of the route to the block RAMs (a table
         # of 2048 x 16 is two DP16KD, which the placer may put far apart).
-        idx = Signal.like(self.i_stream.payload)
+        idx = Signal.like(self.i_stream.payload, reset_less=True)
         valid_i = Signal()
         m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid)]
         neg = idx < 0
         mag = Mux(neg, -idx, idx)
-        addr = Signal(range(t.depth), name="addr")
+        addr = Signal(range(t.depth), name="addr", reset_less=True)
         neg_a, valid_a = Signal(), Signal()
         m.d.sync += [addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag)), neg_a.eq(neg), valid_a.eq(valid_i)]
         data = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt), addr, name="mem")
@@ -159,7 +159,7 @@ class PiecewiseLinearUnit(wiring.Component):
         m = Module()
         u = self.unit
         # Stage 1: index register (the multiplier's input register).
-        idx = Signal.like(self.i_stream.payload)
+        idx = Signal.like(self.i_stream.payload, reset_less=True)
         v1 = Signal()
         m.d.sync += [idx.eq(self.i_stream.payload), v1.eq(self.i_stream.valid)]
         # Stage 2: product register (for odd functions: on the magnitude, clipped like a table address).
@@ -168,7 +168,7 @@ class PiecewiseLinearUnit(wiring.Component):
             a = Mux(mag > u.in_fmt.max_code, u.in_fmt.max_code, mag)[:u.in_fmt.width - 1]
         else:
             a = idx
-        prod = Signal((a * u.mul).shape() if u.mul != 1 else a.shape(), name="prod")
+        prod = Signal((a * u.mul).shape() if u.mul != 1 else a.shape(), name="prod", reset_less=True)
         neg2, v2 = Signal(), Signal()
         m.d.sync += [prod.eq(a * u.mul if u.mul != 1 else a), neg2.eq(idx < 0), v2.eq(v1)]
         # Stage 3: one constant and the shift -> sum register. RND of the golden model is
@@ -177,7 +177,7 @@ class PiecewiseLinearUnit(wiring.Component):
             r_val = (prod + (u.offset + (1 << (u.shift - 1)))) >> u.shift
         else:
             r_val = (prod + u.offset) << -u.shift
-        r = Signal(r_val.shape(), name="sum")
+        r = Signal(r_val.shape(), name="sum", reset_less=True)
         neg3, v3 = Signal(), Signal()
         m.d.sync += [r.eq(r_val), neg3.eq(neg2), v3.eq(v2)]
         # Stage 4: clamp and sign -> output register.

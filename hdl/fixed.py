@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Shape, Value, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 
 from rnnaccel.golden.fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
-__all__ = ["shape_of", "requantize", "align"]
+__all__ = ["shape_of", "requantize", "requantize_split", "align"]
 
 
 def shape_of(fmt: QFormat) -> Shape:
@@ -40,18 +40,8 @@ def requantize(value, src: QFormat, dst: QFormat, rounding: str = "RND", overflo
     value = Value.cast(value)
     shift = src.frac - dst.frac
     if overflow == "SAT" and shift > 0 and rounding in ("RND", "TRN"):
-        # Saturation decided on the unrounded value, beside the rounding adder rather than behind
-        # it: q = (value + half) >> shift exceeds hi exactly when value >= ((hi + 1) << shift) - half,
-        # and is below lo exactly when value < (lo << shift) - half. The adder then needs only the
-        # bits that survive the slice (shift + dst.width), and the logic depth is one adder or one
-        # comparison, then the multiplexer.
-        half = 1 << (shift - 1) if rounding == "RND" else 0
-        hi, lo = dst.max_code, dst.min_code
-        over = value >= ((hi + 1) << shift) - half
-        under = value < (lo << shift) - half
-        q = (value + Const(half, shift)) >> shift if half else value >> shift
-        out = Mux(over, hi, Mux(under, lo, q))[:dst.width]
-        return out.as_signed() if dst.signed else out
+        over, under, q = _saturation_terms(value, shift, dst, rounding)
+        return _saturate(over, under, q, dst)
     if shift > 0:
         if rounding == "TRN":
             q = value >> shift
@@ -72,3 +62,45 @@ def requantize(value, src: QFormat, dst: QFormat, rounding: str = "RND", overflo
         q = Mux(q > hi, hi, Mux(q < lo, lo, q))
     out = q[:dst.width]
     return out.as_signed() if dst.signed else out
+
+
+def _saturation_terms(value: Value, shift: int, dst: QFormat, rounding: str):
+    """Saturation decided on the unrounded value, beside the rounding adder rather than behind it:
+    q = (value + half) >> shift exceeds hi exactly when value >= ((hi + 1) << shift) - half, and is
+    below lo exactly when value < (lo << shift) - half. The adder then needs only the bits that
+    survive the slice (shift + dst.width), and the logic depth is one adder or one comparison.
+    Returns ``(over, under, q)``; :func:`_saturate` is the multiplexer that follows."""
+    half = 1 << (shift - 1) if rounding == "RND" else 0
+    hi, lo = dst.max_code, dst.min_code
+    over = value >= ((hi + 1) << shift) - half
+    under = value < (lo << shift) - half
+    q = (value + Const(half, shift)) >> shift if half else value >> shift
+    return over, under, q[:dst.width]
+
+
+def _saturate(over, under, q, dst: QFormat) -> Value:
+    out = Mux(over, dst.max_code, Mux(under, dst.min_code, q))[:dst.width]
+    return out.as_signed() if dst.signed else out
+
+
+def requantize_split(m: Module, value, src: QFormat, dst: QFormat, rounding: str = "RND",
+                     overflow: str = "SAT", *, name: str) -> Value:
+    """:func:`requantize` in two cycles: the rounding adder (and the saturation comparisons beside
+    it) end in registers of this function, the saturating multiplexer follows them combinationally,
+    for the caller's register. Bit-exact with :func:`requantize` one cycle later.
+
+    Latency one cycle (plus the caller's register). Modes without the parallel saturation terms
+    (rounding ``RND_CONV``, overflow ``WRAP``, no right shift) register :func:`requantize`'s result
+    whole, with the same latency.
+    """
+    value = Value.cast(value)
+    shift = src.frac - dst.frac
+    if overflow == "SAT" and shift > 0 and rounding in ("RND", "TRN"):
+        over, under, q = _saturation_terms(value, shift, dst, rounding)
+        over_r, under_r = Signal(name=f"{name}_over", reset_less=True), Signal(name=f"{name}_under", reset_less=True)
+        q_r = Signal(dst.width, name=f"{name}_q", reset_less=True)
+        m.d.sync += [over_r.eq(over), under_r.eq(under), q_r.eq(q)]
+        return _saturate(over_r, under_r, q_r, dst)
+    r = Signal(shape_of(dst), name=f"{name}_r", reset_less=True)
+    m.d.sync += r.eq(requantize(value, src, dst, rounding, overflow))
+    return r

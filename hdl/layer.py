@@ -21,9 +21,9 @@ from rnnaccel.golden.model import Model
 
 from .activation import activation_unit as _unit
 from .dsp import registered_product
-from .fixed import align, requantize, shape_of
+from .fixed import align, requantize, requantize_split, shape_of
 from .mvu import MatrixVectorUnit, fold_counter, pack_banks
-from .perf import GATE_LATENCY, elementwise_latency
+from .perf import GATE_LATENCY, TABLE_LATENCY, elementwise_latency
 from .peephole import PeepholeLSTMElementwise
 from ._util import checked_init
 
@@ -85,30 +85,36 @@ class GateActivation(wiring.Component):
         model, fm = self.model, self.model.formats
         units = golden_layer.activation_units(model)
         acc = self.i_stream.payload.acc
+        # Stage 1: the requantisation's adder and saturation comparisons (requantize_split), its
+        # multiplexer into the table's index register. Stages 2 .. TABLE_LATENCY: the table.
+        valid_1 = Signal(name="valid_1")
+        m.d.sync += valid_1.eq(self.i_stream.valid)
         outs = {}
         for kind in self.kinds:
             if kind in ("gate", "cand"):
                 u = _unit(units[kind])
                 m.submodules[kind] = u
-                m.d.comb += [u.i_stream.payload.eq(requantize(acc, model.accumulator, units[kind].in_fmt,
-                                                              model.rounding, "SAT")),
-                             u.i_stream.valid.eq(self.i_stream.valid)]
+                m.d.comb += [u.i_stream.payload.eq(requantize_split(m, acc, model.accumulator, units[kind].in_fmt,
+                                                                    model.rounding, "SAT", name=f"{kind}_rq")),
+                             u.i_stream.valid.eq(valid_1)]
                 outs[kind] = u.o_stream.payload
             else:
                 if kind == "relu":
-                    v = requantize(Mux(acc < 0, 0, acc), model.accumulator, fm.data, model.rounding, model.overflow)
+                    v = requantize_split(m, Mux(acc < 0, 0, acc), model.accumulator, fm.data, model.rounding,
+                                         model.overflow, name="relu_rq")
                 elif kind == "raw":   # the accumulator itself, only delayed (peephole LSTM gates)
-                    v = acc
+                    v = Signal.like(acc, name="raw_d", reset_less=True)
+                    m.d.sync += v.eq(acc)
                 else:
-                    v = requantize(acc, model.accumulator, fm.cell, model.rounding, "SAT")
-                for i in range(GATE_LATENCY):
-                    reg = Signal(act_shape(model, kind), name=f"{kind}{i}")
+                    v = requantize_split(m, acc, model.accumulator, fm.cell, model.rounding, "SAT", name="linear_rq")
+                for i in range(TABLE_LATENCY):
+                    reg = Signal(act_shape(model, kind), name=f"{kind}{i}", reset_less=True)
                     m.d.sync += reg.eq(v)
                     v = reg
                 outs[kind] = v
         kind_d = Signal.like(self.i_stream.payload.kind)
         valid_d = Signal()
-        for i in range(GATE_LATENCY):
+        for i in range(1 + TABLE_LATENCY):
             k_n, v_n = Signal.like(kind_d, name=f"kind_d{i}"), Signal(name=f"valid_d{i}")
             m.d.sync += [k_n.eq(self.i_stream.payload.kind if i == 0 else kind_d),
                          v_n.eq(self.i_stream.valid if i == 0 else valid_d)]
@@ -116,7 +122,12 @@ class GateActivation(wiring.Component):
         value = outs[self.kinds[0]]
         for kind in self.kinds[1:]:
             value = Mux(kind_d == ACT_KINDS.index(kind), outs[kind], value)
-        m.d.comb += [self.o_stream.payload.eq(value), self.o_stream.valid.eq(valid_d)]
+        # Output register: the symmetry of the table and this multiplexer end here, so the routes
+        # from the table's block RAM and to the consumers (other lanes' registers, a DSP block) are
+        # separate register-to-register paths.
+        out, out_valid = Signal(signed(len(self.o_stream.payload)), name="out", reset_less=True), Signal(name="out_valid")
+        m.d.sync += [out.eq(value), out_valid.eq(valid_d)]
+        m.d.comb += [self.o_stream.payload.eq(out), self.o_stream.valid.eq(out_valid)]
         return m
 
 
@@ -588,16 +599,28 @@ class RecurrentLayer(wiring.Component):
             m.d.comb += mvu.load.eq(self.load)
 
         dshape = shape_of(fm.data)
-        x_reg = [Signal(dshape, name=f"x{i}") for i in range(X)]
-        h_prev = [Signal(dshape, name=f"h_prev{j}") for j in range(H)]
-        h_next = [Signal(dshape, name=f"h_next{j}") for j in range(H)]
+        x_reg = [Signal(dshape, name=f"x{i}", reset_less=True) for i in range(X)]
+        h_prev = [Signal(dshape, name=f"h_prev{j}", reset_less=True) for j in range(H)]
+        h_next = [Signal(dshape, name=f"h_next{j}", reset_less=True) for j in range(H)]
         first = Signal(init=1)       # the next step to start is the first of a sequence
         cur_last = Signal()          # the current step is the last of a sequence
 
-        # Matrix-vector beats: chunk k of [x; h_prev] for every local row.
-        vec = x_reg + h_prev + [Const(0, dshape)] * (F * simd - X - H)
+        # Matrix-vector beats: chunk k of [x; h_prev] for every local row. When every row visits all
+        # F chunks (LSTM, Elman RNN), the vector is a ring of registers that turns by one chunk per
+        # beat (F beats, a whole turn, per row), so chunk 0's registers are the beat: no
+        # multiplexer and no counter fan-out. Otherwise (rows over parts of the vector, GRU) a
+        # multiplexer picks chunk k (vector_feed).
         mac = Signal()
-        lanes, r, row_last = vector_feed(m, vec, ranges, R, mac, simd, F)
+        rotate = F > 1 and all(rng == (0, F) for rng in ranges)
+        if rotate:
+            pad = [Signal(dshape, name=f"pad{i}", reset_less=True) for i in range(F * simd - X - H)]
+            vec = x_reg + h_prev + pad
+            _, _, r, _, row_last = fold_counter(m, ranges, R, mac, prefix="ctl_")
+            lanes = vec[:simd]
+        else:
+            pad = []
+            vec = x_reg + h_prev + [Const(0, dshape)] * (F * simd - X - H)
+            lanes, r, row_last = vector_feed(m, vec, ranges, R, mac, simd, F)
         m.d.comb += [mvu.i_stream.payload[s].eq(v) for s, v in enumerate(lanes)]
         m.d.comb += mvu.i_stream.valid.eq(mac)
 
@@ -630,7 +653,7 @@ class RecurrentLayer(wiring.Component):
             value = act.o_stream.payload
             held = {}
             for gi, row in enumerate(rows[:-1]):
-                held[row.name] = Signal(ew.i_stream.payload[row.name].shape(), name=f"{row.name}_held{p}")
+                held[row.name] = Signal(ew.i_stream.payload[row.name].shape(), name=f"{row.name}_held{p}", reset_less=True)
                 with m.If(act.o_stream.valid & (gate == gi)):
                     m.d.sync += held[row.name].eq(value)
             m.d.comb += [ew.i_stream.valid.eq(act.o_stream.valid & (gate == ng - 1)),
@@ -647,7 +670,7 @@ class RecurrentLayer(wiring.Component):
                 # identical copies, driving every lane's chain).
                 load_data = Signal.like(ew.load_data, name=f"load_data{p}")
                 toggle, toggle_d = Signal(name=f"state_load_t{p}"), Signal(name=f"state_load_td{p}")
-                load_data_r = Signal.like(ew.load_data, name=f"load_data_r{p}")
+                load_data_r = Signal.like(ew.load_data, name=f"load_data_r{p}", reset_less=True)
                 m.d.sync += [toggle.eq(toggle ^ state_load), toggle_d.eq(toggle), load_data_r.eq(load_data)]
                 m.d.comb += [ew.load.eq(toggle ^ toggle_d), ew.load_data.eq(load_data_r)]
                 state_values.append(load_data)
@@ -694,23 +717,29 @@ class RecurrentLayer(wiring.Component):
 
         # Vector loads. x_reg and h_prev are read only by the matrix-vector beats (MAC), so outside
         # MAC they simply follow their next values every cycle and hold the ones of the cycle that
-        # accepts x_t. Their load enables are copies of one "not in MAC" flag, each for a group of
-        # elements (flags that feed back into themselves, so synthesis keeps them apart), and the
-        # choice between h0 and h_{t-1} likewise: no controller signal fans out to all of them.
+        # accepts x_t (in the ring, they turn during MAC and are back in place at its end). Their
+        # load enables are copies of one "not in MAC" flag, each for a group of elements (flags that
+        # feed back into themselves, so synthesis keeps them apart), and the choice between h0 and
+        # h_{t-1} likewise: no controller signal fans out to all of them.
         accepted = Signal()
         mac_done = Signal()
         h0_all = [payload.h0[j] for j in range(H)] if self.initial_state else zeros_h
         group = max(1, FEED_GROUP_BITS * 8 // dshape.width)
         targets = [(xr, payload.data[i], None) for i, xr in enumerate(x_reg)] + \
-                  [(hp, h_next[j], h0_all[j]) for j, hp in enumerate(h_prev)]
+                  [(hp, h_next[j], h0_all[j]) for j, hp in enumerate(h_prev)] + \
+                  [(pd, Const(0, dshape), None) for pd in pad]
         for g0 in range(0, len(targets), group):
-            in_mac_c = Signal(name=f"in_mac_copy{g0 // group}")
+            in_mac_c = Signal(name=f"in_mac_copy{g0 // group}")    # equals ``mac``
             start_c = Signal(init=1, name=f"starts_copy{g0 // group}")
             m.d.sync += in_mac_c.eq(Mux(in_mac_c, ~mac_done, accepted))
             m.d.sync += start_c.eq(Mux(accepted, payload.last, start_c))
-            with m.If(~in_mac_c):
-                for reg, value, h0_value in targets[g0:g0 + group]:
-                    m.d.sync += reg.eq(value if h0_value is None else Mux(start_c, h0_value, value))
+            for i, (reg, value, h0_value) in enumerate(targets[g0:g0 + group], g0):
+                load = value if h0_value is None else Mux(start_c, h0_value, value)
+                if rotate:
+                    m.d.sync += reg.eq(Mux(in_mac_c, vec[(i + simd) % len(vec)], load))
+                else:
+                    with m.If(~in_mac_c):
+                        m.d.sync += reg.eq(load)
 
         with m.FSM():
             with m.State("IDLE"):

@@ -242,14 +242,14 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += stage[i + 1].eq(stage[i])
 
         # Stage 1: weight memory data register (read a cycle earlier), input vector register.
-        x1 = Signal.like(self.i_stream.payload)
+        x1 = Signal.like(self.i_stream.payload, reset_less=True)
         m.d.sync += x1.eq(self.i_stream.payload)
         # Stage 2: multiplier input registers.  Stage 3: product registers. Both are the DSP
         # block's own registers where the target has them (hdl/dsp.py): the memory data and x1
         # go straight into the DSP, the product straight out of it into the adder tree.
         sums = []
         for p in range(pe):
-            w1 = Signal(wlayout, name=f"w1_{p}")
+            w1 = Signal(wlayout, name=f"w1_{p}", reset_less=True)
             if p in self.loaded:
                 # Written at run time (SPRAM on iCE40): the load bus takes the port while it writes.
                 mem = LoadableMemory(depth, wlayout.size)
@@ -283,7 +283,7 @@ class MatrixVectorUnit(wiring.Component):
                 if tree_level % LEVELS_PER_STAGE == 0 or len(nxt) == 1:
                     regs = []
                     for i, v in enumerate(nxt):
-                        reg = Signal(signed(len(v)), name=f"tree{p}_{tree_level}_{i}")
+                        reg = Signal(signed(len(v)), name=f"tree{p}_{tree_level}_{i}", reset_less=True)
                         m.d.sync += reg.eq(v)
                         regs.append(reg)
                     nxt = regs

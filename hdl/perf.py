@@ -32,12 +32,14 @@ __all__ += ["PROJECTION_OUTPUT_LATENCIES", "projection_beats", "projection_cycle
 __all__ += ["RESET_PRODUCT_LATENCY", "gru_rb_phase_gap"]
 
 #: Adder-tree levels between pipeline registers.
-LEVELS_PER_STAGE = 2
+LEVELS_PER_STAGE = 1
 #: Activation table: index register (after the requantisation), address register (clamped
 #: magnitude), sync memory read, registered output.
 TABLE_LATENCY = 4
-#: Gate activation: requantise into the table's index register, then the table.
-GATE_LATENCY = TABLE_LATENCY
+#: Gate activation: the requantisation's adder (register), its saturation into the table's index
+#: register, the table, then an output register (the table's symmetry and the choice between
+#: activation kinds, kept out of the block RAM's route to its consumers).
+GATE_LATENCY = 1 + TABLE_LATENCY + 1
 #: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), tanh
 #: table (4), o*tanh product (input and product registers), hidden state.
 ELEMENTWISE_LATENCY = 6 + TABLE_LATENCY
