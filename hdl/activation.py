@@ -87,9 +87,14 @@ class ActivationTable(wiring.Component):
         addr = Signal(range(t.depth), name="addr", reset_less=True)
         neg_a, valid_a = Signal(), Signal()
         m.d.sync += [addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag)), neg_a.eq(neg), valid_a.eq(valid_i)]
-        data = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt), addr, name="mem")
-        neg_d, neg_o, valid_d = Signal(), Signal(), Signal()
-        m.d.sync += [neg_d.eq(neg_a), valid_d.eq(valid_a), neg_o.eq(neg_d), self.o_stream.valid.eq(valid_d)]
+        rom = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt), addr, name="mem")
+        # Stage 5: a fabric register straight behind the block RAM's (the route out of the block RAM
+        # row is long on ECP5, so it gets a cycle of its own, without logic).
+        data = Signal(shape_of(t.out_fmt), name="data", reset_less=True)
+        m.d.sync += data.eq(rom)
+        neg_d, neg_r, neg_o, valid_d, valid_r = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [neg_d.eq(neg_a), valid_d.eq(valid_a), neg_r.eq(neg_d), valid_r.eq(valid_d),
+                     neg_o.eq(neg_r), self.o_stream.valid.eq(valid_r)]
         if not self.apply_symmetry:
             value = data
         elif t.function == "sigmoid":
@@ -180,11 +185,14 @@ class PiecewiseLinearUnit(wiring.Component):
         r = Signal(r_val.shape(), name="sum", reset_less=True)
         neg3, v3 = Signal(), Signal()
         m.d.sync += [r.eq(r_val), neg3.eq(neg2), v3.eq(v2)]
-        # Stage 4: clamp and sign -> output register.
+        # Stage 4: clamp and sign -> output register. Stage 5: a second output register (the table's
+        # latency: its block RAM output has a fabric register of its own).
         g = Mux(r > u.hi, u.hi, Mux(r < u.lo, u.lo, r))
         if u.odd and self.apply_symmetry:
             g = Mux(neg3, -g, g)
-        m.d.sync += [self.o_stream.payload.eq(g), self.o_stream.valid.eq(v3)]
+        out4, v4 = Signal(shape_of(u.out_fmt), name="out4", reset_less=True), Signal()
+        m.d.sync += [out4.eq(g), v4.eq(v3)]
+        m.d.sync += [self.o_stream.payload.eq(out4), self.o_stream.valid.eq(v4)]
         return m
 
 

@@ -35,7 +35,7 @@ __all__ += ["RESET_PRODUCT_LATENCY", "gru_rb_phase_gap"]
 LEVELS_PER_STAGE = 1
 #: Activation table: index register (after the requantisation), address register (clamped
 #: magnitude), sync memory read, registered output.
-TABLE_LATENCY = 4
+TABLE_LATENCY = 5
 #: Gate activation: the requantisation's adder (register), its saturation into the table's index
 #: register, the table, then an output register (the table's symmetry and the choice between
 #: activation kinds, kept out of the block RAM's route to its consumers).

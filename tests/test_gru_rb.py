@@ -318,7 +318,7 @@ def test_elementwise_matches_golden(formats, rounding, overflow):
 # -- the layer ------------------------------------------------------------------------------------
 
 LAYER_CONFIGS = {
-    "X4-H4-pe1-simd1": dict(X=4, H=4, pe=1, simd=1),
+    "X5-H4-pe1-simd1": dict(X=5, H=4, pe=1, simd=1),
     "X5-H8-pe4-simd3-small8-TRN-SAT": dict(X=5, H=8, pe=4, simd=3, formats=SMALL_FORMATS, rounding="TRN"),
     "X6-H8-pe8-simd4-RND_CONV-WRAP": dict(X=6, H=8, pe=8, simd=4, rounding="RND_CONV", overflow="WRAP"),
     "X2-H6-pe3-simd5-hard-acts": dict(X=2, H=6, pe=3, simd=5, gate_activation="hard_sigmoid",
@@ -359,7 +359,7 @@ def test_layer_matches_golden(cfg, pauses):
         np.testing.assert_array_equal(np.diff(run.out_cycles), layer_cycles(model))
 
 
-@pytest.mark.parametrize("cfg", ["X4-H4-pe1-simd1", "X6-H8-pe8-simd4-RND_CONV-WRAP"])
+@pytest.mark.parametrize("cfg", ["X5-H4-pe1-simd1", "X6-H8-pe8-simd4-RND_CONV-WRAP"])
 def test_layer_initial_state(cfg):
     """h0 from the first beat of every sequence; the other beats' copies are ignored."""
     model = _model(cfg)
