@@ -741,6 +741,20 @@ class RecurrentLayer(wiring.Component):
                     with m.If(~in_mac_c):
                         m.d.sync += reg.eq(load)
 
+        # Output register loads: h_t goes in when the step is DONE and the register is empty (the
+        # FSM's condition below). Each group of elements has its own copies of "DONE" and of the
+        # register's valid flag (flags that feed back into themselves, so synthesis keeps them
+        # apart and no single enable drives all H * width flip-flops).
+        enter_done = Signal()
+        for g0 in range(0, H, group):
+            done_c = Signal(name=f"done_copy{g0 // group}")
+            valid_c = Signal(name=f"o_valid_copy{g0 // group}")
+            load_c = done_c & ~valid_c
+            m.d.sync += [done_c.eq(Mux(done_c, valid_c, enter_done)),
+                         valid_c.eq(Mux(load_c, 1, Mux(self.o_stream.ready, 0, valid_c)))]
+            with m.If(load_c):
+                m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(g0, min(H, g0 + group))]
+
         with m.FSM():
             with m.State("IDLE"):
                 accept(first)
@@ -751,12 +765,12 @@ class RecurrentLayer(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(ew_units[0].valid & (done_units == U - 1)):
+                    m.d.comb += enter_done.eq(1)
                     m.next = "DONE"
             with m.State("DONE"):
                 with m.If(slot_free):
                     m.d.sync += [o_valid.eq(1), self.o_stream.payload.last.eq(cur_last), done_units.eq(0),
                                  first.eq(cur_last)]
-                    m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(H)]
                     for p, st in enumerate(lane_states):      # all units done: state[u] is unit u's c
                         m.d.sync += [self.o_stream.payload.c[u * pe + p].eq(st[u]) for u in range(U)]
                     if model.cell == "gru":

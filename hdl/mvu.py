@@ -152,8 +152,8 @@ class MatrixVectorUnit(wiring.Component):
     on ECP5 (synthesis flow) the ``MULT18X18D``'s own registers, so the weight memory's data and the
     input register feed the DSP blocks directly; in simulation plain Amaranth registers. The weight
     data register is :func:`~rnnaccel.hdl.dsp.registered_rom`'s (on ECP5 the ``DP16KD`` output
-    register), followed only by the multiplexer that gives a beat in the first cycle after reset
-    word 0 from a constant.
+    register), which feeds the DSP blocks directly. No beat may come in the first cycle after reset
+    (its weight word would need a read issued before the reset ended).
     One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
     The weight memories of the PEs in ``loaded`` (``{pe: select}``) have no initial contents: they are
     :class:`~rnnaccel.hdl.spram.LoadableMemory` (SPRAM on iCE40), written through the ``load`` port
@@ -226,11 +226,10 @@ class MatrixVectorUnit(wiring.Component):
         rd_addr = Mux(valid, addr_next, addr)
         with m.If(valid):
             m.d.sync += addr.eq(addr_next)
-        # In the first cycle after reset no read has been issued yet, so the data of the cycle after
-        # it belongs to no address: ``primed`` is low in both, and the weight word is word 0 (the
-        # first beat's) from a constant instead.
-        primed0, primed = Signal(), Signal()
-        m.d.sync += [primed0.eq(1), primed.eq(primed0)]
+        # A beat in the first cycle after reset would need a read issued before it: the unit must not
+        # be given one (the layers accept their first input in that cycle at the earliest, so their
+        # first beat comes a cycle later); the block RAM's data then feeds the DSP blocks with no
+        # logic in between.
 
         # Flags travel with the data: (valid, first fold, last fold, row) per stage.
         n_stages = 3 + adder_tree_stages(simd)     # stage index of the adder tree output
@@ -267,9 +266,7 @@ class MatrixVectorUnit(wiring.Component):
                 words = [sum((int(v) & ((1 << wbits) - 1)) << (i * wbits) for i, v in enumerate(word))
                          for word in self.w_banks[p]]
                 rom = registered_rom(m, words, wlayout.size, rd_addr, name=f"weights{p}")
-                # The data of the first two cycles after reset belongs to no read: a beat in the
-                # first cycle takes word 0 (its own) from a constant instead.
-                m.d.comb += w1.as_value().eq(Mux(primed, rom, words[0]))
+                m.d.comb += w1.as_value().eq(rom)
             level = []
             for s in range(simd):
                 prod = registered_product(m, w1[s], x1[s], name=f"prod{p}_{s}")
