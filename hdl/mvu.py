@@ -220,12 +220,15 @@ class MatrixVectorUnit(wiring.Component):
         # address of the next beat: this one's, advanced if this beat is valid), so that the memory
         # data gets a register of its own before the multiplier's input register (a block RAM's
         # unregistered clock-to-output is about 6 ns on ECP5) without a cycle more of latency; on ECP5 that
-        # register is the block RAM's own output register (hdl/dsp.py: registered_rom).
-        addr = Signal(range(depth))
-        addr_next = Mux(addr == depth - 1, 0, addr + 1)
-        rd_addr = Mux(valid, addr_next, addr)
-        with m.If(valid):
-            m.d.sync += addr.eq(addr_next)
+        # register is the block RAM's own output register (hdl/dsp.py: registered_rom). Every PE has
+        # its own copy of the counter (they feed back into themselves, so synthesis keeps them
+        # apart): one counter would drive the address pins of all PEs' block RAMs.
+        def read_address(p):
+            addr = Signal(range(depth), name=f"addr{p}")
+            addr_next = Mux(addr == depth - 1, 0, addr + 1)
+            with m.If(valid):
+                m.d.sync += addr.eq(addr_next)
+            return Mux(valid, addr_next, addr)
         # A beat in the first cycle after reset would need a read issued before it: the unit must not
         # be given one (the layers accept their first input in that cycle at the earliest, so their
         # first beat comes a cycle later); the block RAM's data then feeds the DSP blocks with no
@@ -248,6 +251,7 @@ class MatrixVectorUnit(wiring.Component):
         # go straight into the DSP, the product straight out of it into the adder tree.
         sums = []
         for p in range(pe):
+            rd_addr = read_address(p)
             w1 = Signal(wlayout, name=f"w1_{p}", reset_less=True)
             if p in self.loaded:
                 # Written at run time (SPRAM on iCE40): the load bus takes the port while it writes.
