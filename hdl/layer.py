@@ -729,7 +729,7 @@ class RecurrentLayer(wiring.Component):
                   [(hp, h_next[j], h0_all[j]) for j, hp in enumerate(h_prev)] + \
                   [(pd, Const(0, dshape), None) for pd in pad]
         for g0 in range(0, len(targets), group):
-            in_mac_c = Signal(name=f"in_mac_copy{g0 // group}")    # equals ``mac``
+            in_mac_c = Signal(name=f"in_mac_copy{g0 // group}")    # a copy of ``mac``
             start_c = Signal(init=1, name=f"starts_copy{g0 // group}")
             m.d.sync += in_mac_c.eq(Mux(in_mac_c, ~mac_done, accepted))
             m.d.sync += start_c.eq(Mux(accepted, payload.last, start_c))
@@ -755,11 +755,14 @@ class RecurrentLayer(wiring.Component):
             with m.If(load_c):
                 m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(g0, min(H, g0 + group))]
 
+        # ``mac``: the FSM is in MAC, as a flip-flop of its own (it is the matrix-vector unit's
+        # valid and drives its counters, so no state decoding lies in front of them).
+        m.d.sync += mac.eq(Mux(mac, ~mac_done, accepted))
+
         with m.FSM():
             with m.State("IDLE"):
                 accept(first)
             with m.State("MAC"):
-                m.d.comb += mac.eq(1)
                 with m.If(row_last & (r == R - 1)):
                     m.d.comb += mac_done.eq(1)
                     m.next = "DRAIN"

@@ -243,9 +243,24 @@ class MatrixVectorUnit(wiring.Component):
         for i in range(n_stages):
             m.d.sync += stage[i + 1].eq(stage[i])
 
-        # Stage 1: weight memory data register (read a cycle earlier), input vector register.
+        # Per-PE copies of the first-chunk flag of valid beats, from per-PE copies of the chunk counter
+        # (counters feed back into themselves, so synthesis keeps them apart): the accumulators'
+        # multiplexers are pe * acc.width LUTs, too many for one flag to drive.
+        firsts = []
+        for p in range(pe):
+            fp = first if p == 0 else fold_counter(m, self.fold_ranges, rows, valid, prefix=f"pe{p}_")[3]
+            f = fp & valid
+            for i in range(n_stages):
+                reg = Signal(name=f"first{p}_{i + 1}")
+                m.d.sync += reg.eq(f)
+                f = reg
+            firsts.append(f)
+
+        # Stage 1: weight memory data register (read a cycle earlier), input vector register. The
+        # vector register is zero in cycles without a beat, so those add zero to the accumulators,
+        # which then need no enable.
         x1 = Signal.like(self.i_stream.payload, reset_less=True)
-        m.d.sync += x1.eq(self.i_stream.payload)
+        m.d.sync += x1.eq(Mux(valid, self.i_stream.payload.as_value(), 0))
         # Stage 2: multiplier input registers.  Stage 3: product registers. Both are the DSP
         # block's own registers where the target has them (hdl/dsp.py): the memory data and x1
         # go straight into the DSP, the product straight out of it into the adder tree.
@@ -300,11 +315,7 @@ class MatrixVectorUnit(wiring.Component):
             brd = bmem.read_port()
             m.d.comb += brd.addr.eq(stage[n_stages - 1].row)
             acc = self.o_stream.payload.acc[p]
-            with m.If(tree_out.valid):
-                with m.If(tree_out.first):
-                    m.d.sync += acc.eq(brd.data + sums[p])
-                with m.Else():
-                    m.d.sync += acc.eq(acc + sums[p])
+            m.d.sync += acc.eq(Mux(firsts[p], brd.data, acc) + sums[p])
         m.d.sync += [self.o_stream.valid.eq(tree_out.valid & tree_out.last),
                      self.o_stream.payload.row.eq(tree_out.row)]
         return m
