@@ -73,12 +73,12 @@ def registered_product(m: Module, a, b, *, name: str, input_regs: bool = True, o
     if family is not None and (input_regs or output_reg) and max(_signed_width(a), _signed_width(b)) <= bits:
         return _ecp5_product(m, a, b, shape, name, input_regs, output_reg)
     if input_regs:
-        a_r = Signal(a.shape(), name=f"{name}_a", reset_less=True)
-        b_r = Signal(b.shape(), name=f"{name}_b", reset_less=True)
+        a_r = Signal(a.shape(), name=f"{name}_a")
+        b_r = Signal(b.shape(), name=f"{name}_b")
         m.d.sync += [a_r.eq(a), b_r.eq(b)]
         a, b = a_r, b_r
     if output_reg:
-        p = Signal(shape, name=name, reset_less=True)
+        p = Signal(shape, name=name)
         m.d.sync += p.eq(a * b)
         return p
     return a * b

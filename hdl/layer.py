@@ -251,12 +251,17 @@ class LSTMElementwise(_Elementwise):
         # multiplier sees two registers.
         cand = golden_layer.activation_units(model)["cand"]
         m.submodules.cand = tanh = _unit(cand, apply_symmetry=False)
-        m.d.comb += [tanh.i_stream.payload.eq(requantize(c3, fm.cell, cand.in_fmt, model.rounding, "SAT")),
-                     tanh.i_stream.valid.eq(v3)]
-        o_signed = Signal(signed(fm.sigmoid_out.width + 1), name="o_signed")
+        # The index's requantisation takes a cycle of its own (requantize_split) before the unit's
+        # index register; o and unit wait beside it.
+        v_q = Signal(name="v_q")
+        m.d.sync += v_q.eq(v3)
+        m.d.comb += [tanh.i_stream.payload.eq(requantize_split(m, c3, fm.cell, cand.in_fmt, model.rounding, "SAT",
+                                                                name="c_rq")),
+                     tanh.i_stream.valid.eq(v_q)]
+        o_signed = Signal(signed(fm.sigmoid_out.width + 1), name="o_signed", reset_less=True)
         m.d.sync += o_signed.eq(Mux(c3 < 0, -o3, o3))
         o4, unit4 = o_signed, unit3
-        for i in range(tanh.latency):
+        for i in range(1 + tanh.latency):
             unit_n = Signal.like(unit3, name=f"unit_t{i}")
             m.d.sync += unit_n.eq(unit4)
             unit4 = unit_n

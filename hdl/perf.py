@@ -42,7 +42,7 @@ TABLE_LATENCY = 5
 GATE_LATENCY = 1 + TABLE_LATENCY + 1
 #: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), tanh
 #: table (4), o*tanh product (input and product registers), hidden state.
-ELEMENTWISE_LATENCY = 6 + TABLE_LATENCY
+ELEMENTWISE_LATENCY = 7 + TABLE_LATENCY
 
 #: Element-wise stage of every cell. GRU: r*nh product, tanh table (4), the two products of
 #: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.

@@ -35,7 +35,7 @@ and ``rst`` (synchronous): ``2 * width + 8`` pins, 24 for bytes.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
 from rnnaccel.golden.model import Model
@@ -44,6 +44,9 @@ from .top import Accelerator, _payload_bits, axis_ports, in_payload_bits, out_pa
 from ._util import checked_init
 
 __all__ = ["SerialisedTop", "serial_beats", "pack_vector", "unpack_vector", "serial_ports"]
+
+#: Bits of the output shift register per copy of its busy flag.
+OUT_GROUP_BITS = 64
 
 
 def serial_beats(n: int, code_width: int, width: int = 8) -> int:
@@ -207,10 +210,24 @@ class SerialisedTop(wiring.Component):
         ]
         with m.If(out_busy):
             with m.If(self.m_axis_tready):
-                m.d.sync += [out_buf.eq(out_buf >> w), out_idx.eq(Mux(final, 0, out_idx + 1))]
+                m.d.sync += out_idx.eq(Mux(final, 0, out_idx + 1))
                 with m.If(final):
                     m.d.sync += out_busy.eq(0)
         with m.Elif(acc.o_stream.valid):
-            m.d.sync += [out_buf.eq(acc.o_stream.payload.data.as_value()), out_last.eq(acc.o_stream.payload.last),
-                         out_busy.eq(1)]
+            m.d.sync += [out_last.eq(acc.o_stream.payload.last), out_busy.eq(1)]
+        # The shift register's enables: every OUT_GROUP_BITS bits have their own copy of ``out_busy``
+        # (flags that feed back into themselves, so synthesis keeps them apart; one flag driving the
+        # enables of the whole register was the critical path on ECP5).
+        packed = acc.o_stream.payload.data.as_value()
+        for lo in range(0, len(out_buf), OUT_GROUP_BITS):
+            hi = min(len(out_buf), lo + OUT_GROUP_BITS)
+            busy_c = Signal(name=f"out_busy_copy{lo // OUT_GROUP_BITS}")
+            shifted = Cat(out_buf, Const(0, w))[lo + w:hi + w]
+            with m.If(busy_c):
+                with m.If(self.m_axis_tready):
+                    m.d.sync += out_buf[lo:hi].eq(shifted)
+                    with m.If(final):
+                        m.d.sync += busy_c.eq(0)
+            with m.Elif(acc.o_stream.valid):
+                m.d.sync += [out_buf[lo:hi].eq(packed[lo:hi] if lo < len(packed) else 0), busy_c.eq(1)]
         return m
