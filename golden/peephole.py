@@ -55,7 +55,7 @@ PEEPHOLE_WEIGHTS = ("weight_ci", "weight_cf", "weight_co")
 
 #: Smallest number of cycles between two units entering the peephole element-wise stage: the cell
 #: state read on entry is written back after the peephole products (1 cycle), the gate units
-#: (``TABLE_LATENCY`` = 4), the products f*c and i*g (1) and the cell-state register (1).
+#: (``TABLE_LATENCY`` = 5), the products f*c and i*g (1) and the cell-state register (1).
 #: :class:`rnnaccel.hdl.peephole.PeepholeLSTMElementwise` checks that its pipeline matches.
 MIN_UNIT_SPACING = 8
 

@@ -46,10 +46,10 @@ class ActivationTable(wiring.Component):
     -----
     ``unit`` (and ``table``) is the golden :class:`~rnnaccel.golden.activation.Table`.
 
-    Latency ``TABLE_LATENCY`` = 4 cycles (index register, address register, synchronous memory read, data register:
-    :func:`~rnnaccel.hdl.dsp.registered_rom`, on ECP5 the block RAM's own output register; the
-    symmetry, one subtraction or negation and a multiplexer, follows the data register
-    combinationally, so the block RAM output path has no logic);
+    Latency ``TABLE_LATENCY`` = 5 cycles (index register, address register, synchronous memory read, data register:
+    :func:`~rnnaccel.hdl.dsp.registered_rom`, on ECP5 the block RAM's own output register, then a
+    fabric register, so the long route out of the block RAM row ends in a register; the symmetry,
+    one subtraction or negation and a multiplexer, follows combinationally);
     throughput one value per cycle. One memory of ``2**(in_fmt.width - 1)`` words.
     """
 
@@ -133,14 +133,15 @@ class PiecewiseLinearUnit(wiring.Component):
 
     Notes
     -----
-    Latency ``TABLE_LATENCY`` = 4 cycles, throughput one value per cycle:
+    Latency ``TABLE_LATENCY`` = 5 cycles, throughput one value per cycle:
 
     1. index register (also the multiplier's input register);
     2. product register: ``index * mul`` (hard_sigmoid: one constant multiplier of
        ``unit.mul.bit_length()`` bits, both sides registered) or, for hard_tanh, the clipped
        magnitude of the index (no multiplier);
     3. sum register: product plus one constant (``offset`` and the rounding half), shift;
-    4. output register: clamp to ``[lo, hi]``, and the sign for odd functions with ``apply_symmetry``.
+    4. output register: clamp to ``[lo, hi]``, and the sign for odd functions with ``apply_symmetry``;
+    5. a second output register (the table's latency).
 
     No memory.
     """

@@ -240,13 +240,13 @@ class GRUResetBeforeLayer(wiring.Component):
 
         cycle 0           accept x_t (the cycle that hands h_{t-1} to the output register)
         phase 1           U*(2F + F_x) beats: rows r, z, nx of unit 0, 1, ..  over [x_t; h_{t-1}]
-                          r -> gate activation (4) -> ResetProduct (3) -> rh bank
-                          z -> gate activation (4) -> z chain;  nx (exact) -> nx chain
+                          r -> gate activation (GATE_LATENCY) -> ResetProduct (3) -> rh bank
+                          z -> gate activation (GATE_LATENCY) -> z chain;  nx (exact) -> nx chain
         gap               until rh of the last unit is in the bank: gru_rb_phase_gap(model) cycles
-                          = max(0, L + 3 + 3 - (F + F_x)) (its z, nx rows hide part of the wait)
+                          = max(0, L + GATE_LATENCY + 3 - (F + F_x)) (its z, nx rows hide part of the wait)
         phase 2           U*F_h beats: rows nh over [x_t; rh] (the h slots switch to the rh bank)
-                          nh (exact) + z, nx from the chains -> element-wise stage (5) -> h_t bank
-        drain             L + 5 cycles
+                          nh (exact) + z, nx from the chains -> element-wise stage (2 + TABLE_LATENCY) -> h_t bank
+        drain             L + 2 + TABLE_LATENCY cycles
 
     so :func:`~rnnaccel.hdl.perf.layer_cycles` = ``1 + U*(2F + F_x + F_h) + gap + L + 5`` cycles per
     step, exactly (with the input always valid and the output always ready; otherwise the layer

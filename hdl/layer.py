@@ -64,9 +64,10 @@ class GateActivation(wiring.Component):
 
     Notes
     -----
-    Latency ``GATE_LATENCY`` = 4 cycles for every kind (the requantisation feeds the units' index
-    registers; relu and linear values are registered and delayed to match); throughput one value
-    per cycle. One table memory per table unit used.
+    Latency ``GATE_LATENCY`` = 7 cycles for every kind: the requantisation's adder (one cycle, its
+    saturation feeding the units' index registers), the unit (``TABLE_LATENCY``), an output
+    register after the choice between kinds (relu and linear values are requantised and delayed to
+    match); throughput one value per cycle. One table memory per table unit used.
     """
 
     def __init__(self, model: Model):
@@ -189,9 +190,10 @@ class LSTMElementwise(_Elementwise):
 
     Notes
     -----
-    Latency ``elementwise_latency("lstm")`` = 10 cycles: products, exact sum f*c + i*g, cell state
-    (its rounding and saturation), candidate unit (4), o*phi(c) product (input and product
-    registers), hidden state. Throughput
+    Latency ``elementwise_latency("lstm")`` = 12 cycles: products, exact sum f*c + i*g, cell state
+    (its rounding and saturation), the requantisation of the candidate unit's index (1),
+    candidate unit (``TABLE_LATENCY``), o*phi(c) product (input and product registers), hidden
+    state. Throughput
     one unit every 2 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
     their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
     ``MULT18X18D``'s output registers; o*phi(c) uses its input registers too).
@@ -301,7 +303,7 @@ class GRUElementwise(_Elementwise):
 
     Notes
     -----
-    Latency 7 cycles: r*nh product, candidate unit (4), the products (1-z)*n and z*h_prev, hidden
+    Latency 8 cycles: r*nh product, candidate unit (``TABLE_LATENCY``), the products (1-z)*n and z*h_prev, hidden
     state. Throughput one unit per cycle. Three multipliers, one candidate unit.
     """
 

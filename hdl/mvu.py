@@ -143,10 +143,10 @@ class MatrixVectorUnit(wiring.Component):
 
     Notes
     -----
-    Latency :func:`~rnnaccel.hdl.perf.mvu_latency` = 4 + ceil(ceil(log2 simd) / 2) cycles from the
+    Latency :func:`~rnnaccel.hdl.perf.mvu_latency` = 4 + ceil(log2 simd) cycles from the
     last beat of a row to its output: weight data and input registers (the weight memory is read
     one cycle ahead, at the address of the next beat), multiplier input register, product
-    register, adder tree (a register every two levels), accumulator.
+    register, adder tree (a register after every level), accumulator.
     Throughput one beat per cycle, no stalls (``always_ready``); ``pe * simd`` multipliers. The
     multiplier input and product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s:
     on ECP5 (synthesis flow) the ``MULT18X18D``'s own registers, so the weight memory's data and the

@@ -72,11 +72,11 @@ class PeepholeLSTMElementwise(wiring.Component):
 
     Notes
     -----
-    Latency ``6 + 2 * TABLE_LATENCY`` = 14 cycles
+    Latency ``6 + 2 * TABLE_LATENCY`` = 16 cycles
     (:func:`~rnnaccel.hdl.perf.elementwise_latency`): peephole products p_i*c and p_f*c, i and f
-    gate units (4), products f*c and i*g, cell state (written back to the chain), p_o*c_t, o gate
-    unit beside the candidate unit phi(c_t) (3), o*phi(c_t), hidden state. Throughput one unit
-    every 6 cycles. Six multipliers (both inputs and the output registered, except the gate and
+    gate units (``TABLE_LATENCY``), products f*c and i*g, cell state (written back to the chain), p_o*c_t, o gate
+    unit beside the candidate unit phi(c_t), o*phi(c_t), hidden state. Throughput one unit
+    every ``MIN_UNIT_SPACING`` = 8 cycles. Six multipliers (both inputs and the output registered, except the gate and
     candidate unit outputs, which carry their symmetry multiplexer), three gate units, one
     candidate unit, and one ROM of ``units`` words of ``3 * weight.width`` bits (p_i, p_f, p_o),
     read one unit ahead by a counter so its registered output waits for the unit.

@@ -13,7 +13,10 @@ Schedule of one timestep (input always valid, output always ready)::
     = next cycle 0
 
 so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``, for an
-LSTM ``= R*F + 19 + ceil(ceil(log2 SIMD) / 2)``: within the MAC bound + 20 for SIMD <= 4.
+LSTM ``= R*F + 24 + ceil(log2 SIMD)``: within the MAC bound + 26 for SIMD <= 4. The pipeline is
+cut for the clock rate of ECP5 (every register-to-register path either logic near its
+registers or one long route without logic, e.g. out of a block RAM or DSP row), which costs these
+cycles; issue 2's design had MAC bound + 16 at under half the clock rate (README, "Synthesis").
 
 Every requantisation ends in a register and every memory has a registered address and data
 (the table index register is what keeps the long rounding/saturation path of the accumulator
@@ -31,29 +34,31 @@ __all__ = ["adder_tree_stages", "mvu_latency", "GATE_LATENCY", "TABLE_LATENCY", 
 __all__ += ["PROJECTION_OUTPUT_LATENCIES", "projection_beats", "projection_cycles"]
 __all__ += ["RESET_PRODUCT_LATENCY", "gru_rb_phase_gap"]
 
-#: Adder-tree levels between pipeline registers.
+#: Adder-tree levels between pipeline registers (a register after every level).
 LEVELS_PER_STAGE = 1
 #: Activation table: index register (after the requantisation), address register (clamped
-#: magnitude), sync memory read, registered output.
+#: magnitude), sync memory read, registered output (the block RAM's own register on ECP5), a
+#: fabric register behind it.
 TABLE_LATENCY = 5
 #: Gate activation: the requantisation's adder (register), its saturation into the table's index
 #: register, the table, then an output register (the table's symmetry and the choice between
 #: activation kinds, kept out of the block RAM's route to its consumers).
 GATE_LATENCY = 1 + TABLE_LATENCY + 1
-#: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), tanh
-#: table (4), o*tanh product (input and product registers), hidden state.
+#: LSTM element-wise stage: products, exact sum f*c + i*g, cell state (its requantisation), the
+#: tanh index's requantisation (1), tanh table, o*tanh product (input and product registers),
+#: hidden state.
 ELEMENTWISE_LATENCY = 7 + TABLE_LATENCY
 
-#: Element-wise stage of every cell. GRU: r*nh product, tanh table (4), the two products of
+#: Element-wise stage of every cell. GRU: r*nh product, tanh table, the two products of
 #: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.
 ELEMENTWISE_LATENCIES = {"lstm": ELEMENTWISE_LATENCY, "lstm_nf": ELEMENTWISE_LATENCY,
                          "gru": 3 + TABLE_LATENCY, "rnn_tanh": 1, "rnn_relu": 1}
-#: Peephole LSTM (hdl/peephole.py): p*c products, i/f units (4), f*c and i*g, cell state, p_o*c_t,
-#: o unit (4, beside phi(c_t)), o*phi(c_t), hidden state.
+#: Peephole LSTM (hdl/peephole.py): p*c products, i/f units, f*c and i*g, cell state, p_o*c_t,
+#: o unit (beside phi(c_t)), o*phi(c_t), hidden state.
 ELEMENTWISE_LATENCIES["lstm_peephole"] = 6 + 2 * TABLE_LATENCY
 #: Jordan RNN (hdl/projected.py): h_t = phi(acc) to data, like rnn_tanh.
 ELEMENTWISE_LATENCIES["jordan"] = 1
-#: GRU with the reset before the recurrent product (hdl/gru_rb.py): candidate unit (4; its index
+#: GRU with the reset before the recurrent product (hdl/gru_rb.py): candidate unit (its index
 #: register takes requantize(nx + nh)), the products (1-z)*n and z*h_prev, hidden state.
 ELEMENTWISE_LATENCIES["gru_rb"] = 2 + TABLE_LATENCY
 #: gru_rb's reset product (hdl/gru_rb.py: ResetProduct): multiplier input registers, product
@@ -70,7 +75,7 @@ def elementwise_latency(cell: str) -> int:
 
 
 def adder_tree_stages(simd: int) -> int:
-    """Register stages of the adder tree over ``simd`` products (``ceil(ceil(log2 simd) / 2)``)."""
+    """Register stages of the adder tree over ``simd`` products (``ceil(log2 simd)``: one per level)."""
     levels = math.ceil(math.log2(simd)) if simd > 1 else 0
     return math.ceil(levels / LEVELS_PER_STAGE)
 
