@@ -239,7 +239,8 @@ class LSTMElementwise(_Elementwise):
                      o2.eq(o1), unit2.eq(unit1), v2.eq(v1)]
         c_new = requantize(s2, QFormat(63, frac), fm.cell, model.rounding, model.overflow)
         c3, o3, unit3, v3 = Signal(shape_of(fm.cell)), Signal.like(o2), Signal.like(unit2), Signal()
-        m.d.sync += [c3.eq(c_new), o3.eq(o2), unit3.eq(unit2), v3.eq(v2)]
+        o3_neg = Signal(signed(fm.sigmoid_out.width + 1), name="o3_neg", reset_less=True)
+        m.d.sync += [c3.eq(c_new), o3.eq(o2), o3_neg.eq(-o2), unit3.eq(unit2), v3.eq(v2)]
         with m.If(self.load):
             m.d.sync += [cells[u].eq(self.load_data[u]) for u in range(self.units)]
         with m.Elif(v1):
@@ -261,7 +262,7 @@ class LSTMElementwise(_Elementwise):
                                                                 name="c_rq")),
                      tanh.i_stream.valid.eq(v_q)]
         o_signed = Signal(signed(fm.sigmoid_out.width + 1), name="o_signed", reset_less=True)
-        m.d.sync += o_signed.eq(Mux(c3 < 0, -o3, o3))
+        m.d.sync += o_signed.eq(Mux(c3 < 0, o3_neg, o3))
         o4, unit4 = o_signed, unit3
         for i in range(1 + tanh.latency):
             unit_n = Signal.like(unit3, name=f"unit_t{i}")
@@ -681,10 +682,13 @@ class RecurrentLayer(wiring.Component):
                 m.d.sync += [toggle.eq(toggle ^ state_load), toggle_d.eq(toggle), load_data_r.eq(load_data)]
                 m.d.comb += [ew.load.eq(toggle ^ toggle_d), ew.load_data.eq(load_data_r)]
                 state_values.append(load_data)
+            # The lane's units come out in order 0 .. U-1, once per step: its h_next elements are a
+            # shift register that takes one at every output (no decoding of ``unit``).
             out = ew.o_stream
-            for u in range(U):
-                with m.If(out.valid & (out.payload.unit == u)):
-                    m.d.sync += h_next[u * pe + p].eq(out.payload.h)
+            lane_h = [h_next[u * pe + p] for u in range(U)]
+            with m.If(out.valid):
+                m.d.sync += [lane_h[u].eq(lane_h[u + 1]) for u in range(U - 1)]
+                m.d.sync += lane_h[-1].eq(out.payload.h)
             ew_units.append(out)
             if self.state_out and model.cell_spec.has_cell_state:
                 lane_states.append(ew.state)
@@ -753,14 +757,15 @@ class RecurrentLayer(wiring.Component):
         # register's valid flag (flags that feed back into themselves, so synthesis keeps them
         # apart and no single enable drives all H * width flip-flops).
         enter_done = Signal()
-        for g0 in range(0, H, group):
-            done_c = Signal(name=f"done_copy{g0 // group}")
-            valid_c = Signal(name=f"o_valid_copy{g0 // group}")
+        out_group = max(1, FEED_GROUP_BITS * 4 // dshape.width)      # 32 bits per copy
+        for g0 in range(0, H, out_group):
+            done_c = Signal(name=f"done_copy{g0 // out_group}")
+            valid_c = Signal(name=f"o_valid_copy{g0 // out_group}")
             load_c = done_c & ~valid_c
             m.d.sync += [done_c.eq(Mux(done_c, valid_c, enter_done)),
                          valid_c.eq(Mux(load_c, 1, Mux(self.o_stream.ready, 0, valid_c)))]
             with m.If(load_c):
-                m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(g0, min(H, g0 + group))]
+                m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(g0, min(H, g0 + out_group))]
 
         # ``mac``: the FSM is in MAC, as a flip-flop of its own (it is the matrix-vector unit's
         # valid and drives its counters, so no state decoding lies in front of them).
