@@ -12,20 +12,24 @@ from rnnaccel.golden.activation import activation, make_table
 from rnnaccel.golden.fixed import QFormat, requantize as golden_requantize
 from rnnaccel.golden.mvu import matrix_vector
 from rnnaccel.hdl.activation import ActivationTable
-from rnnaccel.hdl.fixed import requantize, shape_of
+from rnnaccel.hdl.fixed import requantize, requantize_split, shape_of
 from rnnaccel.hdl.mvu import MatrixVectorUnit, pack_banks
 from rnnaccel.hdl.perf import mvu_latency
 from rnnaccel.sim.amaranth_sim import run_pipeline
 
 
 class _Requant(wiring.Component):
-    def __init__(self, src, dst, rounding, overflow, in_width):
+    def __init__(self, src, dst, rounding, overflow, in_width, split=False):
         self.args = (src, dst, rounding, overflow)
+        self.split = split
         super().__init__({"i": In(signed(in_width)), "o": Out(shape_of(dst))})
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.o.eq(requantize(self.i, *self.args))
+        if self.split:
+            m.d.comb += self.o.eq(requantize_split(m, self.i, *self.args, name="rq"))
+        else:
+            m.d.comb += self.o.eq(requantize(self.i, *self.args))
         return m
 
 
@@ -56,6 +60,31 @@ def test_requantize_exhaustive(case, rounding, overflow):
     sim.add_testbench(tb)
     sim.run()
     np.testing.assert_array_equal(np.array(got), golden_requantize(codes, src, dst, rounding, overflow))
+
+
+@pytest.mark.parametrize("overflow", ["SAT", "WRAP"])
+@pytest.mark.parametrize("rounding", ["TRN", "RND", "RND_CONV"])
+@pytest.mark.parametrize("case", list(REQUANT_CASES), ids=list(REQUANT_CASES))
+def test_requantize_split_exhaustive_one_cycle_later(case, rounding, overflow):
+    """The two-cycle requantisation (registers inside, the saturating multiplexer after them)
+    gives the golden result for every code, one clock after the code is presented."""
+    src, dst = REQUANT_CASES[case]
+    codes = np.arange(src.min_code, src.max_code + 1)
+    dut = _Requant(src, dst, rounding, overflow, src.width, split=True)
+    got = []
+
+    async def tb(ctx):
+        for c in codes:
+            ctx.set(dut.i, int(c))
+            got.append(ctx.get(dut.o))           # still the previous code's result
+            await ctx.tick()
+        got.append(ctx.get(dut.o))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    np.testing.assert_array_equal(np.array(got[1:]), golden_requantize(codes, src, dst, rounding, overflow))
 
 
 def test_requantize_rejects_unknown_mode():
