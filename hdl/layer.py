@@ -194,7 +194,7 @@ class LSTMElementwise(_Elementwise):
     (its rounding and saturation), the requantisation of the candidate unit's index (1),
     candidate unit (``TABLE_LATENCY``), o*phi(c) product (input and product registers), hidden
     state. Throughput
-    one unit every 2 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
+    one unit every 3 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
     their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
     ``MULT18X18D``'s output registers; o*phi(c) uses its input registers too).
     """
@@ -228,11 +228,12 @@ class LSTMElementwise(_Elementwise):
         o1, unit1, v1 = Signal.like(p.o), Signal.like(p.unit), Signal()
         m.d.sync += [o1.eq(p.o), unit1.eq(p.unit), v1.eq(self.i_stream.valid)]
 
-        # Stage 2: the exact sum f*c_prev + i*g. Stage 3: cell state (its one rounding), also written
-        # back at the chain's tail. The chain rotates with the sum register (stage 2), which leaves the
-        # unit's state in the tail slot; the requantised state overwrites it a cycle later, when no
-        # rotation can happen (units come at most one every 2 cycles), and before the unit comes round
-        # again (the next unit at the earliest, with one unit: at least 3 cycles after this one).
+        # Stage 2: the exact sum f*c_prev + i*g. Stage 3: cell state (its one rounding), then written
+        # back at the chain's tail from its register. The chain rotates with the sum register (stage
+        # 2), which leaves the unit's state in the tail slot; the new state overwrites it two cycles
+        # later, when no rotation can happen (a unit has at least 3 rows, so units come at most one
+        # every 3 cycles), and before the unit comes round again (U - 1 more units later; with one
+        # unit, in the next step).
         s2 = Signal(signed(max(len(fc) + frac - fc_frac, len(ig) + frac - ig_frac) + 1), name="c_sum")
         o2, unit2, v2 = Signal.like(o1), Signal.like(unit1), Signal()
         m.d.sync += [s2.eq(align(fc, fc_frac, frac) + align(ig, ig_frac, frac)),
@@ -245,8 +246,8 @@ class LSTMElementwise(_Elementwise):
             m.d.sync += [cells[u].eq(self.load_data[u]) for u in range(self.units)]
         with m.Elif(v1):
             m.d.sync += [cells[u].eq(cells[(u + 1) % self.units]) for u in range(self.units)]
-        with m.Elif(v2):
-            m.d.sync += cells[-1].eq(c_new)
+        with m.Elif(v3):
+            m.d.sync += cells[-1].eq(c3)
 
         # Stages 4 .. 3 + unit latency: |phi(c)|; o and unit wait beside it. The unit's sign goes
         # onto o instead: o * (-|t|) = (-o) * |t| exactly, and c < 0 exactly when the index is
@@ -637,7 +638,6 @@ class RecurrentLayer(wiring.Component):
         m.d.sync += gate_rows[0].eq(mvu.o_stream.payload.row)
         for i in range(1, GATE_LATENCY):
             m.d.sync += gate_rows[i].eq(gate_rows[i - 1])
-        gate = gate_rows[-1] % ng if ng > 1 else Const(0)
         unit = gate_rows[-1] // ng if ng > 1 else gate_rows[-1]
         kinds = [ACT_KINDS.index(row.act) for row in rows]
         out_row = mvu.o_stream.payload.row
@@ -659,12 +659,21 @@ class RecurrentLayer(wiring.Component):
                          act.i_stream.payload.acc.eq(mvu.o_stream.payload.acc[p]),
                          act.i_stream.payload.kind.eq(kind_now)]
             value = act.o_stream.payload
+            # Which row the lane's activated value is: a one-hot ring of the lane's own, turned by
+            # every value (the rows of a unit come in order, and a step is whole units), rather than
+            # a decoding of the shared row counter that would drive every lane's enables.
+            if ng > 1:
+                sel = Signal(ng, init=1, name=f"row_sel{p}")
+                with m.If(act.o_stream.valid):
+                    m.d.sync += sel.eq(sel.rotate_left(1))
+            else:
+                sel = Const(1, 1)
             held = {}
             for gi, row in enumerate(rows[:-1]):
                 held[row.name] = Signal(ew.i_stream.payload[row.name].shape(), name=f"{row.name}_held{p}", reset_less=True)
-                with m.If(act.o_stream.valid & (gate == gi)):
+                with m.If(act.o_stream.valid & sel[gi]):
                     m.d.sync += held[row.name].eq(value)
-            m.d.comb += [ew.i_stream.valid.eq(act.o_stream.valid & (gate == ng - 1)),
+            m.d.comb += [ew.i_stream.valid.eq(act.o_stream.valid & sel[ng - 1]),
                          ew.i_stream.payload.unit.eq(unit)]
             for row in rows[:-1]:
                 m.d.comb += ew.i_stream.payload[row.name].eq(held[row.name])
