@@ -761,7 +761,7 @@ class RecurrentLayer(wiring.Component):
                     with m.If(~in_mac_c):
                         m.d.sync += reg.eq(load)
 
-        # Output register loads: h_t goes in when the step is DONE and the register is empty (the
+        # Output register: it becomes valid when the step is DONE and the register is empty (the
         # FSM's condition below). Each group of elements has its own copies of "DONE" and of the
         # register's valid flag (flags that feed back into themselves, so synthesis keeps them
         # apart and no single enable drives all H * width flip-flops).
@@ -773,7 +773,10 @@ class RecurrentLayer(wiring.Component):
             load_c = done_c & ~valid_c
             m.d.sync += [done_c.eq(Mux(done_c, valid_c, enter_done)),
                          valid_c.eq(Mux(load_c, 1, Mux(self.o_stream.ready, 0, valid_c)))]
-            with m.If(load_c):
+            # While empty, the group simply follows h_next (the payload of an empty register is never
+            # looked at), so it holds h_t from the cycle the register is filled: its enable is the
+            # valid copy alone.
+            with m.If(~valid_c):
                 m.d.sync += [self.o_stream.payload.data[j].eq(h_next[j]) for j in range(g0, min(H, g0 + out_group))]
 
         # ``mac``: the FSM is in MAC, as a flip-flop of its own (it is the matrix-vector unit's

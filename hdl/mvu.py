@@ -222,13 +222,15 @@ class MatrixVectorUnit(wiring.Component):
         # unregistered clock-to-output is about 6 ns on ECP5) without a cycle more of latency; on ECP5 that
         # register is the block RAM's own output register (hdl/dsp.py: registered_rom). Every PE has
         # its own copy of the counter (they feed back into themselves, so synthesis keeps them
-        # apart): one counter would drive the address pins of all PEs' block RAMs.
+        # apart): one counter would drive the address pins of all PEs' block RAMs. The next address
+        # is a register too (``addr_inc``, always ``addr`` + 1 wrapped), so the read address is one
+        # multiplexer of two registers.
         def read_address(p):
             addr = Signal(range(depth), name=f"addr{p}")
-            addr_next = Mux(addr == depth - 1, 0, addr + 1)
+            addr_inc = Signal(range(depth), init=1 % depth, name=f"addr_inc{p}")
             with m.If(valid):
-                m.d.sync += addr.eq(addr_next)
-            return Mux(valid, addr_next, addr)
+                m.d.sync += [addr.eq(addr_inc), addr_inc.eq(Mux(addr_inc == depth - 1, 0, addr_inc + 1))]
+            return Mux(valid, addr_inc, addr)
         # A beat in the first cycle after reset would need a read issued before it: the unit must not
         # be given one (the layers accept their first input in that cycle at the earliest, so their
         # first beat comes a cycle later); the block RAM's data then feeds the DSP blocks with no

@@ -228,6 +228,10 @@ class SerialisedTop(wiring.Component):
                     m.d.sync += out_buf[lo:hi].eq(shifted)
                     with m.If(final):
                         m.d.sync += busy_c.eq(0)
-            with m.Elif(acc.o_stream.valid):
-                m.d.sync += [out_buf[lo:hi].eq(packed[lo:hi] if lo < len(packed) else 0), busy_c.eq(1)]
+            with m.Else():
+                # Idle: follow the accelerator's output register (whatever it holds), so the beat
+                # is in place in the cycle it is offered; only the busy flag looks at ``valid``.
+                m.d.sync += out_buf[lo:hi].eq(packed[lo:hi] if lo < len(packed) else 0)
+                with m.If(acc.o_stream.valid):
+                    m.d.sync += busy_c.eq(1)
         return m
