@@ -16,7 +16,8 @@ so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_la
 LSTM ``= R*F + 24 + ceil(log2 SIMD)``: within the MAC bound + 26 for SIMD <= 4. The pipeline is
 cut for the clock rate of ECP5 (every register-to-register path either logic near its
 registers or one long route without logic, e.g. out of a block RAM or DSP row), which costs these
-cycles; issue 2's design had MAC bound + 16 at under half the clock rate (README, "Synthesis").
+cycles; the MAC bound + 16 pipeline of issue 2 ran at 81.4 MHz on the same flow against 115.7 MHz
+now (README, "Figures").
 
 Every requantisation ends in a register and every memory has a registered address and data
 (the table index register is what keeps the long rounding/saturation path of the accumulator
