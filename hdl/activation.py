@@ -76,7 +76,8 @@ class ActivationTable(wiring.Component):
         # Stage 1: index register. Stage 2: address register (the clamped magnitude) and sign.
         # Stage 3: memory read. Stage 4: the memory word goes straight into a register (no logic
         # behind the block RAM's slow clock-to-output; on ECP5 the block RAM's own output register,
-        # hdl/dsp.py); the symmetry is applied after it, in the consumer's cycle. The address
+        # hdl/dsp.py). Stage 5: a fabric register (below); the symmetry is applied after it, in the
+        # consumer's cycle. The address
         # register keeps the magnitude and clamp logic out of the route to the block RAMs (a table
         # of 2048 x 16 is two DP16KD, which the placer may put far apart).
         idx = Signal.like(self.i_stream.payload, reset_less=True)

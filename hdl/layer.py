@@ -555,8 +555,9 @@ class RecurrentLayer(wiring.Component):
     ``h_{t-1}`` to the output register), the matrix-vector beats, and the pipeline drain
     (matrix-vector unit, gate activation, element-wise stage). The output is a one-deep register:
     the layer computes step t+1 while h_t waits, and stalls only if h_t has not been taken when
-    h_{t+1} is ready. ``x_t`` and ``h_{t-1}`` live in registers (the vector ``[x_t; h_{t-1}]``);
-    ``h_t`` is collected in a second register bank.
+    h_{t+1} is ready. ``x_t`` and ``h_{t-1}`` live in registers (the vector ``[x_t; h_{t-1}]``, a
+    ring that turns one chunk per beat when every row reads all of it, otherwise read through a
+    multiplexer); ``h_t`` is collected in a second register bank, per lane a shift register.
 
     For clock rate, no controller signal drives hundreds of flip-flops: the matrix-vector input
     multiplexer has a copy of the chunk counter per byte (:func:`vector_feed`), the ``x_t`` and
