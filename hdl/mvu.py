@@ -236,12 +236,12 @@ class MatrixVectorUnit(wiring.Component):
         # first beat comes a cycle later); the block RAM's data then feeds the DSP blocks with no
         # logic in between.
 
-        # Flags travel with the data: (valid, first fold, last fold, row) per stage.
+        # Flags travel with the data: (valid, last fold, row) per stage (the first-fold flags are
+        # per PE, below).
         n_stages = 3 + adder_tree_stages(simd)     # stage index of the adder tree output
-        flag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "row": range(rows)})
+        flag = data.StructLayout({"valid": 1, "last": 1, "row": range(rows)})
         stage = [Signal(flag, name=f"flag{i}") for i in range(n_stages + 1)]
-        m.d.comb += [stage[0].valid.eq(valid), stage[0].first.eq(first),
-                     stage[0].last.eq(last), stage[0].row.eq(r)]
+        m.d.comb += [stage[0].valid.eq(valid), stage[0].last.eq(last), stage[0].row.eq(r)]
         for i in range(n_stages):
             m.d.sync += stage[i + 1].eq(stage[i])
 
