@@ -44,7 +44,7 @@ from .fixed import QFormat, quantize, requantize, shift_round
 __all__ = [
     "ACTIVATIONS", "SIGMOID_LIKE", "TANH_LIKE", "FUNCTIONS", "PIECEWISE_LINEAR", "FLOAT_FUNCTIONS",
     "Table", "PiecewiseLinear", "make_table", "make_activation", "activation", "activate",
-    "hard_sigmoid_constant",
+    "hard_sigmoid_constant", "shared_gate_offset",
 ]
 
 
@@ -462,3 +462,28 @@ def activate(code, src: QFormat, table: "Table | PiecewiseLinear", rounding: str
     """
     idx = requantize(code, src, table.in_fmt, rounding, "SAT", counter=counter, tag=tag)
     return activation(idx, table)
+
+
+def shared_gate_offset(gate: "Table | PiecewiseLinear", cand: "Table | PiecewiseLinear") -> int | None:
+    """The offset ``d`` with which the candidate unit's table also gives the gate unit, or None.
+
+    ``sigmoid(x) = (1 + tanh(x / 2)) / 2``: when the gate index format is the candidate's with one
+    fractional bit less (the same index code means ``x`` and ``x / 2``) and the output formats
+    match (``sigmoid_out`` has one fractional bit more than ``tanh_out``), the sigmoid code of index
+    ``i`` is ``d + tanh_code(i)`` with ``d = 2**(tanh_out.frac)``. This function *checks* that for
+    every index code (exhaustively, against :func:`activation` of both units, so rounding ties and
+    saturation are covered) and returns ``d`` only if it holds, e.g. for the default formats
+    (``s12.8 -> u16.16`` and ``s12.9 -> s16.15``). The compact schedule
+    (:mod:`rnnaccel.hdl.compact`) then keeps one table memory instead of two.
+    """
+    if not (isinstance(gate, Table) and isinstance(cand, Table)
+            and (gate.function, cand.function) == ("sigmoid", "tanh")):
+        return None
+    if gate.in_fmt.width != cand.in_fmt.width or cand.in_fmt.frac != gate.in_fmt.frac + 1 \
+            or gate.out_fmt.frac != cand.out_fmt.frac + 1:
+        return None
+    offset = 1 << cand.out_fmt.frac
+    i = np.arange(gate.in_fmt.min_code, gate.in_fmt.max_code + 1, dtype=np.int64)
+    if np.array_equal(activation(i, gate), offset + activation(i, cand)):
+        return offset
+    return None

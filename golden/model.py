@@ -57,6 +57,11 @@ CAND_ACTIVATIONS = _activation.TANH_LIKE
 
 #: What the accelerator streams out: every timestep's output, or only the last step's of a sequence.
 OUTPUTS = ("sequence", "last")
+#: Hardware schedules of a layer (``[hardware] schedule``): ``pipelined`` (every PE lane has its own
+#: activation units and element-wise stage, :class:`rnnaccel.hdl.layer.RecurrentLayer`) or
+#: ``compact`` (one activation table and one element-wise stage with bit-serial multipliers shared
+#: by all lanes, for small parts: :class:`rnnaccel.hdl.compact.CompactLSTMLayer`; LSTMs only).
+SCHEDULES = ("pipelined", "compact")
 
 
 class ConfigError(ValueError):
@@ -194,6 +199,10 @@ class Model:
     final_state : bool
         The last output beat of every sequence also carries the final states ``h_n`` (and ``c_n``)
         of every layer and direction.
+    schedule : {"pipelined", "compact"}
+        Hardware schedule of the layers (:data:`SCHEDULES`, ``[hardware] schedule``); ``compact``
+        (``lstm`` / ``lstm_nf`` without projection, initial or final state) trades cycles for
+        logic: see :mod:`rnnaccel.hdl.compact`.
     name : str
 
     Raises
@@ -222,6 +231,7 @@ class Model:
     initial_state: bool = False
     max_len: int = 64
     final_state: bool = False
+    schedule: str = "pipelined"
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -282,6 +292,12 @@ class Model:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
         self._check_formats()
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"hardware.schedule: unknown {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.schedule == "compact":
+            # The compact layer's own conditions (cells, folds per row against pe): hdl/compact.py.
+            from rnnaccel.hdl.compact import check_compact_model
+            check_compact_model(self)
         if self.cell == "lstm_peephole":
             # Units must reach the element-wise stage MIN_UNIT_SPACING cycles apart (simd bound);
             # the exact gate pre-activation acc + p*c must fit (rnnaccel.golden.peephole).
@@ -341,7 +357,8 @@ class Model:
                 cell=self.cell, input_size=self.layer_input_size(k), hidden_size=self.hidden_size, weights=w,
                 formats=self.formats, rounding=self.rounding, overflow=self.overflow, pe=self.pe, simd=self.simd,
                 name=f"{self.name}_l{k}" + ("_reverse" if reverse else ""), proj_size=self.proj_size,
-                gate_activation=self.gate_activation, cand_activation=self.cand_activation)
+                gate_activation=self.gate_activation, cand_activation=self.cand_activation,
+                schedule=self.schedule)
         return cache[(k, reverse)]
 
     def layers(self) -> list[list["Model"]]:
@@ -582,12 +599,14 @@ class Model:
             "initial_state": self.initial_state,
             "final_state": self.final_state,
             "max_len": self.max_len,
+            "schedule": self.schedule,
         }
 
-    def with_hardware(self, *, pe: int | None = None, simd: int | None = None) -> "Model":
-        """A copy with other parallelism (validated again)."""
+    def with_hardware(self, *, pe: int | None = None, simd: int | None = None,
+                      schedule: str | None = None) -> "Model":
+        """A copy with other parallelism or schedule (validated again)."""
         return replace(self, pe=self.pe if pe is None else pe, simd=self.simd if simd is None else simd,
-                       weights=dict(self.weights))
+                       schedule=self.schedule if schedule is None else schedule, weights=dict(self.weights))
 
     def with_formats(self, **formats) -> "Model":
         """A copy with some formats replaced, e.g. ``m.with_formats(weight="s8.6")``."""
@@ -631,7 +650,7 @@ def from_dict(cfg: dict, weights: dict | None = None, *, base: Path | None = Non
     numerics = _table(cfg, "numerics")
     _check_keys(numerics, {"rounding", "overflow"}, "[numerics]")
     hw = _table(cfg, "hardware")
-    _check_keys(hw, {"pe", "simd", "max_len"}, "[hardware]")
+    _check_keys(hw, {"pe", "simd", "max_len", "schedule"}, "[hardware]")
     if weights is None:
         if "weights" not in m:
             raise ConfigError("model.weights is missing: name the .npz file with the layer's weights")
@@ -649,7 +668,8 @@ def from_dict(cfg: dict, weights: dict | None = None, *, base: Path | None = Non
         cell=m["cell"], input_size=m["input_size"], hidden_size=m["hidden_size"], weights=weights,
         formats=Formats.from_dict(_table(cfg, "formats")),
         rounding=numerics.get("rounding", "RND"), overflow=numerics.get("overflow", "SAT"),
-        pe=hw.get("pe", 1), simd=hw.get("simd", 1), max_len=hw.get("max_len", 64), name=cfg.get("name", Path(base or ".").name or "rnn"),
+        pe=hw.get("pe", 1), simd=hw.get("simd", 1), max_len=hw.get("max_len", 64),
+        schedule=hw.get("schedule", "pipelined"), name=cfg.get("name", Path(base or ".").name or "rnn"),
         **{k: m[k] for k in _MODEL_OPTIONS if k in m},
     )
 
@@ -680,7 +700,7 @@ def to_dict(model: Model, weights_file: str) -> dict:
                   "weights": weights_file} | {k: getattr(model, k) for k in _MODEL_OPTIONS},
         "formats": model.formats.as_dict(),
         "numerics": {"rounding": model.rounding, "overflow": model.overflow},
-        "hardware": {"pe": model.pe, "simd": model.simd, "max_len": model.max_len},
+        "hardware": {"pe": model.pe, "simd": model.simd, "max_len": model.max_len, "schedule": model.schedule},
     }
 
 

@@ -34,8 +34,9 @@ from amaranth.lib import memory
 __all__ = ["dsp_primitives", "registered_product", "registered_rom", "DSP_OPERAND_BITS", "DP16KD_CONFIGS", "ROM_MIN_DEPTH",
            "PDPW16KD_CONFIG", "RomConfig", "rom_config", "is_registered_rom", "dp16kd_initvals"]
 
-#: Signed operand width of the DSP blocks whose registers :func:`registered_product` uses.
-DSP_OPERAND_BITS = {"ecp5": 18}
+#: Signed operand width of the DSP blocks whose registers :func:`registered_product` uses (iCE40's
+#: SB_MAC16 also takes two unsigned 16-bit operands).
+DSP_OPERAND_BITS = {"ecp5": 18, "ice40": 16}
 
 _FAMILY: contextvars.ContextVar = contextvars.ContextVar("rnnaccel_dsp_family", default=None)
 
@@ -70,8 +71,13 @@ def registered_product(m: Module, a, b, *, name: str, input_regs: bool = True, o
     shape = (a * b).shape()
     family = _FAMILY.get()
     bits = DSP_OPERAND_BITS.get(family, 0)
-    if family is not None and (input_regs or output_reg) and max(_signed_width(a), _signed_width(b)) <= bits:
+    if family == "ecp5" and (input_regs or output_reg) and max(_signed_width(a), _signed_width(b)) <= bits:
         return _ecp5_product(m, a, b, shape, name, input_regs, output_reg)
+    if family == "ice40" and (input_regs or output_reg):
+        if max(_signed_width(a), _signed_width(b)) <= bits:
+            return _ice40_product(m, a, b, shape, name, input_regs, output_reg, signed_mode=True)
+        if not a.shape().signed and not b.shape().signed and max(len(a), len(b)) <= bits:
+            return _ice40_product(m, a, b, shape, name, input_regs, output_reg, signed_mode=False)
     if input_regs:
         a_r = Signal(a.shape(), name=f"{name}_a")
         b_r = Signal(b.shape(), name=f"{name}_b")
@@ -82,6 +88,42 @@ def registered_product(m: Module, a, b, *, name: str, input_regs: bool = True, o
         m.d.sync += p.eq(a * b)
         return p
     return a * b
+
+
+def _ice40_product(m, a, b, shape, name, input_regs, output_reg, *, signed_mode: bool):
+    """One SB_MAC16 as a 16 x 16 multiplier: ``A_REG``/``B_REG`` are the input registers, the
+    16 x 16 product's pipeline register (``PIPELINE_16x16_MULT_REG2``) the output register, and
+    both output halves select that product. (Yosys' ice40_dsp packs registers into the block only
+    when they have no reset, and then may also pack a following adder and build another product
+    from LUTs; an instance leaves no choice.)"""
+    a16 = Signal(signed(16) if signed_mode else 16, name=f"{name}_a16")
+    b16 = Signal(signed(16) if signed_mode else 16, name=f"{name}_b16")
+    o32 = Signal(32, name=f"{name}_o32")
+    m.d.comb += [a16.eq(a), b16.eq(b)]          # sign- or zero-extended per the operand's shape
+    reg_in, reg_out = int(bool(input_regs)), int(bool(output_reg))
+    sgn = int(signed_mode)
+    m.submodules[f"{name}_dsp"] = Instance(
+        "SB_MAC16",
+        p_NEG_TRIGGER=Const(0, 1), p_A_REG=Const(reg_in, 1), p_B_REG=Const(reg_in, 1),
+        p_C_REG=Const(0, 1), p_D_REG=Const(0, 1),
+        p_TOP_8x8_MULT_REG=Const(0, 1), p_BOT_8x8_MULT_REG=Const(0, 1),
+        p_PIPELINE_16x16_MULT_REG1=Const(0, 1), p_PIPELINE_16x16_MULT_REG2=Const(reg_out, 1),
+        p_TOPOUTPUT_SELECT=Const(3, 2), p_TOPADDSUB_LOWERINPUT=Const(0, 2), p_TOPADDSUB_UPPERINPUT=Const(0, 1),
+        p_TOPADDSUB_CARRYSELECT=Const(0, 2),
+        p_BOTOUTPUT_SELECT=Const(3, 2), p_BOTADDSUB_LOWERINPUT=Const(0, 2), p_BOTADDSUB_UPPERINPUT=Const(0, 1),
+        p_BOTADDSUB_CARRYSELECT=Const(0, 2),
+        p_MODE_8x8=Const(0, 1), p_A_SIGNED=Const(sgn, 1), p_B_SIGNED=Const(sgn, 1),
+        i_CLK=ClockSignal("sync"), i_CE=Const(1, 1), i_A=a16, i_B=b16, i_C=Const(0, 16), i_D=Const(0, 16),
+        i_AHOLD=Const(0, 1), i_BHOLD=Const(0, 1), i_CHOLD=Const(0, 1), i_DHOLD=Const(0, 1),
+        i_IRSTTOP=Const(0, 1), i_IRSTBOT=Const(0, 1), i_ORSTTOP=Const(0, 1), i_ORSTBOT=Const(0, 1),
+        i_OLOADTOP=Const(0, 1), i_OLOADBOT=Const(0, 1), i_ADDSUBTOP=Const(0, 1), i_ADDSUBBOT=Const(0, 1),
+        i_OHOLDTOP=Const(0, 1), i_OHOLDBOT=Const(0, 1), i_CI=Const(0, 1), i_ACCUMCI=Const(0, 1),
+        i_SIGNEXTIN=Const(0, 1),
+        o_O=o32,
+    )
+    p = Signal(shape, name=name)
+    m.d.comb += p.eq(o32.as_signed() if signed_mode else o32)
+    return p
 
 
 def _ecp5_product(m, a, b, shape, name, input_regs, output_reg):

@@ -825,6 +825,10 @@ def build_layer(model: Model, *, initial_state: bool = False, state_out: bool = 
     ``state_out`` the cell states after the step for LSTMs). ``loaded`` weight memories (see
     :class:`RecurrentLayer`) exist only on :class:`RecurrentLayer`.
     """
+    if model.schedule == "compact":
+        from .compact import CompactLSTMLayer
+        return CompactLSTMLayer(model, initial_state=initial_state, state_out=state_out, loaded=loaded,
+                                load_layout=load_layout)
     if loaded and (model.proj_size or model.cell == "jordan" or model.cell in LAYER_CLASSES):
         raise ValueError(f"cell {model.cell!r}{' with proj_size' if model.proj_size else ''} has no run-time "
                          f"weight load path; keep its weights in block RAM (storage 'rom')")

@@ -34,6 +34,7 @@ __all__ = ["adder_tree_stages", "mvu_latency", "GATE_LATENCY", "TABLE_LATENCY", 
            "cycles_per_timestep", "mac_cycles", "multiplier_count", "memory_bits", "estimate"]
 __all__ += ["PROJECTION_OUTPUT_LATENCIES", "projection_beats", "projection_cycles"]
 __all__ += ["RESET_PRODUCT_LATENCY", "gru_rb_phase_gap"]
+__all__ += ["compact_timing", "compact_drain"]
 
 #: Adder-tree levels between pipeline registers (a register after every level).
 LEVELS_PER_STAGE = 1
@@ -103,6 +104,10 @@ def mac_cycles(model: Model) -> int:
 
 def layer_cycles(model: Model) -> int:
     """Clock cycles per timestep of one layer (a one-layer model) in steady state."""
+    if model.schedule == "compact":
+        # hdl/compact.py: the start, the beats, the last row out of the matrix-vector unit, the
+        # drain through the shared activation unit and the serial element-wise stages.
+        return mac_cycles(model) + mvu_latency(model.simd) + compact_drain(model)
     if model.cell == "gru_rb":
         # Two phases (hdl/gru_rb.py); the nh accumulators go straight to the element-wise stage.
         return 1 + mac_cycles(model) + gru_rb_phase_gap(model) + mvu_latency(model.simd) \
@@ -111,6 +116,50 @@ def layer_cycles(model: Model) -> int:
         return 1 + mac_cycles(model) + mvu_latency(model.simd) + GATE_LATENCY + elementwise_latency(model.cell) \
             + projection_cycles(model)
     return 1 + mac_cycles(model) + mvu_latency(model.simd) + GATE_LATENCY + elementwise_latency(model.cell)
+
+
+#: Compact layer (hdl/compact.py): cycles from the matrix-vector unit's output of a row to stage A
+#: seeing lane 0's value pending (accumulator register, look-up request, GATE_LATENCY, the lane's
+#: unit registers).
+COMPACT_PENDING = 2 + GATE_LATENCY
+#: Compact stage A, besides the ``w`` product cycles: from seeing a unit pending to offering it to
+#: stage B (take and read c, start, sum, cell state, tanh index).
+COMPACT_A = 5
+#: Compact stage B, besides the ``w`` product cycles: from taking a unit to taking the next one
+#: (look-up request, GATE_LATENCY look-up, start, hidden state).
+COMPACT_B = 4 + GATE_LATENCY
+
+
+def compact_timing(model: Model) -> dict:
+    """Cycle counts of the compact layer's serial stages (hdl/compact.py), from the formats.
+
+    ``w``: cycles of one bit-serial product (the gate value's bits); ``a``: stage A from seeing a
+    unit pending to offering it to stage B; ``b``: stage B from taking a unit to being free again,
+    without a wait for a look-up slot; ``slot_wait``: the longest such wait (the row accumulators
+    have priority, ``pe`` cycles per row).
+    """
+    w = model.formats.sigmoid_out.width
+    return {"w": w, "a": COMPACT_A + w, "b": COMPACT_B + w, "slot_wait": model.pe}
+
+
+def compact_drain(model: Model) -> int:
+    """Compact layer: cycles from the matrix-vector unit's last output of a step to the next step's start.
+
+    The last unit group's ``pe`` units go through the shared activation unit one per cycle (lane
+    ``p``'s last gate value is pending ``COMPACT_PENDING + p`` cycles after the output), then through
+    stage A (one unit at a time, ``a`` cycles to the hand-over, the next one the cycle after the
+    hand-over) and stage B (``b`` cycles per unit): a recurrence over the lanes, as the two stages
+    serve them. The hidden state of the last unit is ready ``b`` cycles after stage B took it, and
+    the next step starts the cycle after (the output register is loaded in between).
+    """
+    t = compact_timing(model)
+    a_free = b_free = 0
+    take = 0
+    for p in range(model.pe):
+        a_start = max(COMPACT_PENDING + p, a_free)
+        take = max(a_start + t["a"], b_free)
+        a_free, b_free = take + 1, take + t["b"]
+    return b_free + 1
 
 
 def gru_rb_phase_gap(model: Model) -> int:
@@ -241,6 +290,12 @@ def _layer_resources(layer: Model) -> dict:
         "bias": layer.rows * layer.bias.width,
         "tables": layer.pe * sum(u.memory_bits for u in lane_units),
     }
+    if layer.schedule == "compact":                # hdl/compact.py: one shared unit (or two), serial products
+        from rnnaccel.golden.activation import shared_gate_offset
+        shared = [units["cand"]] + ([] if shared_gate_offset(units["gate"], units["cand"]) is not None
+                                    else [units["gate"]])
+        res["elementwise"] = sum(u.multipliers for u in shared)
+        res["tables"] = sum(u.memory_bits for u in shared)
     if layer.proj_size:                            # projection rows in the same matrix-vector memories
         res["weights"] += projection_beats(layer) * layer.pe * layer.simd * f.weight.width
         res["bias"] += math.ceil(layer.proj_size / layer.pe) * layer.pe * layer.bias.width

@@ -41,8 +41,8 @@ REFERENCE_SIZE = 32
 
 #: Reference point and goal per target.
 REFERENCE = {
-    "ice40-up5k": {"pe": 2, "simd": 4, "fmax_goal_mhz": 48.0},
-    "ecp5-85k": {"pe": 8, "simd": 4, "fmax_goal_mhz": 150.0},
+    "ice40-up5k": {"pe": 2, "simd": 4, "schedule": "compact", "fmax_goal_mhz": 48.0},
+    "ecp5-85k": {"pe": 8, "simd": 4, "schedule": "pipelined", "fmax_goal_mhz": 150.0},
 }
 
 #: Weight sources: random uniform in [-0.3, 0.3] (seed 0), or the trained built-in example.
@@ -57,13 +57,14 @@ def reference_model(target: str, weights: str = "random") -> Model:
     if weights == "random":
         n = REFERENCE_SIZE
         return Model("lstm", n, n, random_weights(n, n, scale=0.3, seed=0), formats=Formats(),
-                     pe=ref["pe"], simd=ref["simd"], name="ref32")
+                     pe=ref["pe"], simd=ref["simd"], schedule=ref["schedule"], name="ref32")
     if weights == "example":
         from rnnaccel.golden import examples
         model = examples.load("count_mod4")
         if (model.input_size, model.hidden_size) != (REFERENCE_SIZE, REFERENCE_SIZE):
             raise ConfigError(f"the example count_mod4 is not X = H = {REFERENCE_SIZE}")
-        return model.with_formats(**Formats().as_dict()).with_hardware(pe=ref["pe"], simd=ref["simd"])
+        return model.with_formats(**Formats().as_dict()).with_hardware(pe=ref["pe"], simd=ref["simd"],
+                                                                       schedule=ref["schedule"])
     raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
 
 

@@ -175,6 +175,7 @@ def _environ(updates: dict):
 #: declares ``MULT18X18D``, ``DP16KD`` and ``PDPW16KD`` (``(* blackbox *)``: ports and parameters, no behaviour),
 #: so those get the behaviour of :data:`PRIMITIVE_BEHAVIOUR` inside Yosys' declaration.
 VENDOR_MODELS = {"SB_SPRAM256KA": "ice40/cells_sim.v",
+                 "SB_MAC16": "ice40/cells_sim.v",
                  "MULT18X18D": "lattice/cells_bb_ecp5.v",
                  "DP16KD": "lattice/cells_sim_ecp5.v",
                  "PDPW16KD": "lattice/cells_bb_ecp5.v"}

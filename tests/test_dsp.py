@@ -4,6 +4,7 @@ RAM contents against the layout Yosys' own ECP5 block RAM mapping writes."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -14,7 +15,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rnnaccel.hdl.dsp import (DP16KD_CONFIGS, ROM_MIN_DEPTH, RomConfig, dp16kd_initvals, dsp_primitives,
+from rnnaccel.hdl.dsp import (DP16KD_CONFIGS, ROM_MIN_DEPTH, RomConfig, dp16kd_initvals, dsp_primitives, registered_product,
                               registered_rom, rom_config)
 from rnnaccel.scripts import synth as synth_flow
 
@@ -146,3 +147,72 @@ def test_dp16kd_initvals_layout():
         dp16kd_initvals([1], 12)
     with pytest.raises(ValueError, match="513 words of 36 bits do not fit"):
         dp16kd_initvals([0] * 513, 36)
+
+
+class _Products(wiring.Component):
+    """``registered_product`` of every operand pair shape in ``shapes`` (``(a_shape, b_shape, input_regs)``)."""
+
+    def __init__(self, shapes):
+        self.shapes = shapes
+        ports = {}
+        for i, (sa, sb, _) in enumerate(shapes):
+            ports |= {f"a{i}": In(sa), f"b{i}": In(sb), f"p{i}": Out((Signal(sa) * Signal(sb)).shape())}
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        for i, (_, _, input_regs) in enumerate(self.shapes):
+            p = registered_product(m, getattr(self, f"a{i}"), getattr(self, f"b{i}"), name=f"mul{i}",
+                                   input_regs=input_regs)
+            m.d.comb += getattr(self, f"p{i}").eq(p)
+        return m
+
+
+def test_ice40_registered_product_is_one_sb_mac16_with_its_registers(tmp_path):
+    """Under dsp_primitives("ice40") a 16 x 16 product is one SB_MAC16 (input registers A_REG/B_REG,
+    output register PIPELINE_16x16_MULT_REG2); Icarus with Yosys' SB_MAC16 model gives the exact
+    product with the plain version's latency, for signed, unsigned and mixed operands; wider
+    operands stay plain Amaranth."""
+    import shutil
+
+    from amaranth.hdl import unsigned
+    from rnnaccel.sim.runner import primitive_model
+
+    shapes = [(signed(16), signed(16), True), (unsigned(16), unsigned(16), True), (signed(16), unsigned(15), True),
+              (signed(12), signed(9), False), (signed(16), unsigned(16), True)]
+    with dsp_primitives("ice40"):
+        text = verilog.convert(_Products(shapes), name="top", emit_src=False)
+    assert len(re.findall(r"^\s*SB_MAC16\b", text, re.M)) == 4          # the mixed 16 x u16 pair is plain
+    rng = np.random.default_rng(5)
+
+    def codes(shape, n):
+        lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+        return [lo, hi, lo, 0, hi] + [int(v) for v in rng.integers(lo, hi + 1, n)]
+    n = 300
+    stim = [(codes(sa, n), codes(sb, n)) for sa, sb, _ in shapes]
+    steps = []
+    for j in range(n + 5):
+        sets = " ".join(f"a{i} = {a[j] & ((1 << sa.width) - 1)}; b{i} = {b[j] & ((1 << sb.width) - 1)};"
+                        for i, ((a, b), (sa, sb, _)) in enumerate(zip(stim, shapes)))
+        outs = ", ".join(f"p{i}" for i in range(len(shapes)))
+        steps.append(f"    {sets}\n    #1 clk = 1; #1 clk = 0; $display(\"P {' '.join(['%0d'] * len(shapes))}\", {outs});")
+    decl = "\n".join(f"  reg [{sa.width - 1}:0] a{i}; reg [{sb.width - 1}:0] b{i}; "
+                     f"wire [{(Signal(sa) * Signal(sb)).shape().width - 1}:0] p{i};" for i, (sa, sb, _) in enumerate(shapes))
+    conns = ", ".join([f".{x}{i}({x}{i})" for i in range(len(shapes)) for x in "abp"] + [".clk(clk)", ".rst(1'b0)"])
+    (tmp_path / "top.v").write_text(text)
+    (tmp_path / "mac.v").write_text(primitive_model("SB_MAC16"))
+    (tmp_path / "tb.v").write_text(f"`timescale 1ns/1ps\nmodule tb;\n  reg clk = 0;\n{decl}\n  top dut({conns});\n"
+                                   f"  initial begin\n" + "\n".join(steps) + "\n    $finish;\n  end\nendmodule\n")
+    assert shutil.which("iverilog"), "iverilog not found: bash scripts/setup.sh --test installs it"
+    subprocess.run(["iverilog", "-g2005", "-o", "tb.vvp", "tb.v", "top.v", "mac.v"], cwd=tmp_path, check=True,
+                   capture_output=True, text=True, timeout=300)
+    out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, check=True, capture_output=True, text=True,
+                         timeout=300).stdout.split("\n")
+    # (before its first input reaches it, a DSP register shows x: those cycles are not compared)
+    rows = [[None if "x" in v else int(v) for v in ln.split()[1:]] for ln in out if ln.startswith("P ")]
+    for i, ((a, b), (sa, sb, input_regs)) in enumerate(zip(stim, shapes)):
+        width = (Signal(sa) * Signal(sb)).shape().width
+        lat = 1 + int(input_regs)            # displayed after the clock edge that ends cycle j
+        got = [rows[j + lat - 1][i] for j in range(n + 5 - lat)]
+        got = [g - (1 << width) if g >> (width - 1) and (sa.signed or sb.signed) else g for g in got]
+        np.testing.assert_array_equal(got, [a[j] * b[j] for j in range(n + 5 - lat)])

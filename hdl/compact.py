@@ -1,0 +1,441 @@
+"""The compact LSTM layer: one activation table and one element-wise stage for all PE lanes.
+
+For small parts (iCE40 UP5K: 5280 logic cells, 30 block RAMs, 8 DSPs) the pipelined
+:class:`~rnnaccel.hdl.layer.RecurrentLayer` is too big: every PE lane has its own gate and
+candidate tables and its own element-wise stage with three multipliers, and the layer keeps four
+vectors (``x_t``, ``h_{t-1}``, ``h_t``, the output register) in flip-flops. The compact schedule
+(``[hardware] schedule = "compact"``, cells ``lstm`` and ``lstm_nf``) keeps the same
+matrix-vector unit and runs everything after it serially, which the matrix-vector unit's pace
+allows: a row of every PE completes only every ``F`` beats, a hidden unit of every PE every
+``rows * F`` beats.
+
+* **One activation unit** (:class:`CompactLSTMLayer`): the ``pe`` accumulators of a row go
+  through it one per cycle, and the element-wise stage's ``tanh(c)`` look-ups take the cycles in
+  between. Where :func:`~rnnaccel.golden.activation.shared_gate_offset` proves that the gate
+  (sigmoid) table equals the candidate (tanh) table plus a constant -- the default formats -- the
+  unit is that one table: ``sigmoid(i) = 2**15 + tanh(i)`` for the same index code.
+* **One element-wise stage** with bit-serial multipliers (:func:`serial_product`: one bit of the
+  gate value per cycle, a ``w + 2``-bit adder, no DSP block): products ``f*c`` and ``i*g``, the
+  cell state (in a memory of ``H`` words, not flip-flops), its ``tanh`` look-up, ``o*tanh(c)``.
+  Two stages (A: the cell state, B: the hidden state) work on consecutive units.
+* **Fewer vectors**: ``x_t`` is read from the input stream's payload, which the producer holds
+  (the input is taken only at the end of the step's matrix-vector beats); ``h_t`` is collected in
+  a shift register that *is* the output payload (the next step starts when it has been taken), and
+  ``h_{t-1}`` is a copy of it loaded when a step starts.
+
+The values are those of the golden model (:mod:`rnnaccel.golden.layer`), bit for bit: only the
+schedule differs. Cycles per step: :func:`rnnaccel.hdl.perf.layer_cycles` (MAC bound + drain of
+the last unit group through the serial stages, :func:`compact_drain`).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+
+from rnnaccel.golden import layer as golden_layer
+from rnnaccel.golden.activation import shared_gate_offset
+from rnnaccel.golden.fixed import QFormat
+from rnnaccel.golden.model import ConfigError, Model
+
+from .activation import activation_unit as _unit
+from .fixed import align, requantize, requantize_split, shape_of
+from .mvu import MatrixVectorUnit, fold_counter
+from .perf import GATE_LATENCY, compact_drain, compact_timing
+from ._util import checked_init
+
+__all__ = ["CompactLSTMLayer", "serial_product", "check_compact_model", "COMPACT_CELLS"]
+
+#: Cells the compact schedule builds.
+COMPACT_CELLS = ("lstm", "lstm_nf")
+
+
+def check_compact_model(model: Model) -> None:
+    """Raise :class:`~rnnaccel.golden.model.ConfigError` unless the compact schedule can build ``model``.
+
+    Conditions: cell ``lstm`` or ``lstm_nf``, no projection, no initial or final states, not
+    bidirectional; every row visits all ``F`` chunks of ``[x; h]``; the ``pe`` accumulators of a row
+    go through the shared activation unit before the next row's come (``F > pe``); and stage B
+    (the slowest) finishes the ``pe`` units of a unit group before the next group's come
+    (``pe * (b + slot_wait) <= rows * F``), so that nothing waits longer than a group.
+    """
+    if model.cell not in COMPACT_CELLS:
+        raise ConfigError(f"hardware.schedule = 'compact' builds cells {', '.join(COMPACT_CELLS)}, not "
+                          f"{model.cell!r}; use schedule 'pipelined'")
+    for field, bad in (("proj_size", model.proj_size), ("initial_state", model.initial_state),
+                       ("final_state", model.final_state), ("bidirectional", model.bidirectional)):
+        if bad:
+            raise ConfigError(f"hardware.schedule = 'compact' has no {field} (model.{field} = {bad!r}); "
+                              f"use schedule 'pipelined'")
+    for k in range(model.num_layers):
+        lay = model.layer(k)
+        F, pe, ng = lay.folds, lay.pe, len(lay.cell_spec.rows)
+        if any(rng != (0, F) for rng in lay.fold_ranges):
+            raise ConfigError(f"hardware.schedule = 'compact': layer {k}'s rows do not all read the whole "
+                              f"vector (fold ranges {lay.fold_ranges}); use schedule 'pipelined'")
+        if F <= pe:
+            raise ConfigError(
+                f"hardware.schedule = 'compact': layer {k} has {F} chunks per row (simd = {lay.simd}) for "
+                f"pe = {pe} accumulators per row through one activation unit; it needs more chunks than PEs: "
+                f"choose a smaller simd or pe")
+        t = compact_timing(lay)
+        if pe * (t["b"] + t["slot_wait"]) > ng * F:
+            raise ConfigError(
+                f"hardware.schedule = 'compact': layer {k}'s serial element-wise stage takes "
+                f"{t['b'] + t['slot_wait']} cycles per unit, {pe} units every {ng * F} cycles is too fast "
+                f"(pe * {t['b'] + t['slot_wait']} > {ng} rows * {F} chunks); choose a smaller pe or simd")
+
+
+def serial_product(m: Module, a, b, start, *, name: str):
+    """``a * b`` by shift and add, one bit of ``b`` per cycle (no multiplier).
+
+    ``a`` and ``b`` are sampled in the cycle ``start`` is high; the product is valid (and held) from
+    ``len(b)`` cycles later, until the next start. ``b`` may be signed (its sign bit is
+    subtracted). Returns ``(product, busy)``: ``product`` has the shape of ``a * b``; ``busy`` is
+    high in the ``len(b)`` cycles after a start (a start while busy begins anew).
+
+    Logic: an adder of ``len(a) + 2`` bits and ``len(a) + len(b) + 1`` flip-flops for the partial
+    product (its high part, and ``b``'s bits shifting out of the low part as the product's bits
+    shift in), plus ``a`` and a bit counter.
+    """
+    a_shape, b_shape = a.shape(), b.shape()
+    wa, wb = a_shape.width + (0 if a_shape.signed else 1), b_shape.width
+    a_r = Signal(signed(wa), name=f"{name}_a", reset_less=True)
+    hi = Signal(signed(wa + 1), name=f"{name}_hi", reset_less=True)
+    lo = Signal(wb, name=f"{name}_lo", reset_less=True)
+    count = Signal(range(wb + 1), name=f"{name}_count")
+    busy = Signal(name=f"{name}_busy")
+    m.d.comb += busy.eq(count != 0)
+    last = count == 1
+    addend = Signal(signed(wa + 1), name=f"{name}_addend")
+    if b_shape.signed:
+        m.d.comb += addend.eq(Mux(lo[0], Mux(last, -a_r, a_r), 0))
+    else:
+        m.d.comb += addend.eq(Mux(lo[0], a_r, 0))
+    s = Signal(signed(wa + 2), name=f"{name}_sum")
+    m.d.comb += s.eq(hi + addend)
+    with m.If(start):
+        m.d.sync += [a_r.eq(a), hi.eq(0), lo.eq(b), count.eq(wb)]
+    with m.Elif(busy):
+        m.d.sync += [hi.eq(s >> 1), lo.eq(Cat(lo[1:], s[0])), count.eq(count - 1)]
+    product = Signal((a * b).shape(), name=f"{name}_p")
+    m.d.comb += product.eq(Cat(lo, hi).as_signed())
+    return product, busy
+
+
+class CompactLSTMLayer(wiring.Component):
+    """An LSTM layer with one shared activation unit and a serial element-wise stage (see the module).
+
+    Parameters
+    ----------
+    model : Model
+        A one-layer ``lstm`` / ``lstm_nf`` model that :func:`check_compact_model` accepts.
+    loaded : dict of int to int, optional
+        PEs whose weight memory is written at run time through ``load`` (as
+        :class:`~rnnaccel.hdl.layer.RecurrentLayer`), with ``load_layout`` the bus layout.
+
+    Attributes
+    ----------
+    load : In(load_layout)
+        Only with ``loaded``: the weight load bus. Give the layer no input before the load is done.
+    i_stream : In(stream.Signature(input_layout(model)))
+        One beat per timestep. The payload is read during the step's matrix-vector beats and taken
+        (``ready``) at their end: the producer must hold it, as a stream's producer does until ready.
+    o_stream : Out(stream.Signature(vector_layout(data.width, H)))
+        ``h_t`` for every step, ``last`` copied from the input.
+
+    Notes
+    -----
+    One timestep takes :func:`~rnnaccel.hdl.perf.layer_cycles` cycles with the input always valid
+    and the output always ready: the start (``h_{t-1}`` copied from the output), ``R*F``
+    matrix-vector beats, the matrix-vector latency, and the drain of the last unit group through
+    the activation unit and the element-wise stages (:func:`compact_drain`). A step starts only
+    when the previous ``h_t`` has been taken (or is being taken). Multipliers: the matrix-vector
+    unit's ``pe * simd``, nothing else. Memories: the matrix-vector unit's, one table (two when
+    the gate table is not the candidate table shifted), ``H`` cell states.
+    """
+
+    @checked_init
+    def __init__(self, model: Model, *, initial_state: bool = False, state_out: bool = False,
+                 loaded=None, load_layout=None):
+        from .layer import layer_signature
+        if not isinstance(model, Model):
+            raise TypeError(f"CompactLSTMLayer needs a rnnaccel Model, got {type(model).__name__}")
+        if not model.is_single_layer:
+            raise ValueError(f"CompactLSTMLayer builds one layer; take model.layer(k) of this "
+                             f"{model.num_layers}-layer model")
+        if initial_state or state_out:
+            raise ValueError("the compact schedule has no initial_state / state_out ports; use schedule 'pipelined'")
+        check_compact_model(model)
+        self.model = model
+        self.loaded = dict(loaded or {})
+        if self.loaded and load_layout is None:
+            raise ValueError("loaded weight memories need the load bus layout (load_layout)")
+        self.load_layout = load_layout
+        units = golden_layer.activation_units(model)
+        self.gate_offset = shared_gate_offset(units["gate"], units["cand"])
+        super().__init__(layer_signature(model, False, False, load_layout if self.loaded else None))
+
+    def elaborate(self, platform):
+        from .layer import layer_banks
+        m = Module()
+        model, fm = self.model, self.model.formats
+        X, H, pe, simd = model.input_size, model.hidden_size, model.pe, model.simd
+        R, F = model.rows_per_pe, model.folds
+        rows = model.cell_spec.rows
+        ng = len(rows)
+        forget = model.cell == "lstm"
+
+        w_banks, b_banks = layer_banks(model)
+        m.submodules.mvu = mvu = MatrixVectorUnit(w_banks, b_banks, data_fmt=fm.data, weight_fmt=fm.weight,
+                                                  acc_fmt=model.accumulator, bias_fmt=model.bias,
+                                                  fold_ranges=model.fold_ranges, loaded=self.loaded,
+                                                  load_layout=self.load_layout)
+        if self.loaded:
+            m.d.comb += mvu.load.eq(self.load)
+
+        # ---- vectors and the matrix-vector beats -----------------------------------------------
+        # Element i of [x; h_{t-1}; 0] is lane s = i % simd of chunk k = i // simd. x_t comes from the
+        # input payload (held by the producer) through a multiplexer per lane; h_{t-1} from a memory
+        # per lane (one block RAM each), written with h_t as its elements come out of stage B, two
+        # halves used in turn (step parity), read a cycle ahead of each beat. The first step of a
+        # sequence masks h_{t-1} to zero.
+        dshape = shape_of(fm.data)
+        payload = self.i_stream.payload
+        h_out = self.o_stream.payload.data           # h_t, collected in place (a shift register)
+        mac = Signal()
+        k, _, r, _, row_last = fold_counter(m, model.fold_ranges, R, mac, prefix="ctl_")
+        cur_first = Signal(name="cur_first")             # the current step is the first of a sequence
+        parity = Signal(name="h_parity")                 # the half h_t is written to (h_{t-1}: the other)
+        k_next = Mux(mac, Mux(k == F - 1, 0, k + 1), k)  # the chunk of the next beat
+        h_wr_lane = Signal(range(simd), name="h_wr_lane")
+        h_wr_k = Signal(range(F), name="h_wr_k")
+        h_write = Signal(name="h_write")
+        h_val = Signal(dshape, name="h_val", reset_less=True)
+        for s in range(simd):
+            hmem = memory.Memory(shape=dshape, depth=2 * F, init=[])
+            m.submodules[f"h_prev{s}"] = hmem
+            rd, wr = hmem.read_port(), hmem.write_port()
+            m.d.comb += [rd.addr.eq(Mux(parity, 0, F) + k_next), wr.addr.eq(Mux(parity, F, 0) + h_wr_k),
+                         wr.data.eq(h_val), wr.en.eq(h_write & (h_wr_lane == s))]
+            x_chunks = -(-(X - s) // simd)                # chunks in which lane s holds an x element
+            h_chunks = -(-(X + H - s) // simd)            # ... an x or h element
+            xs = [payload.data[kk * simd + s] for kk in range(x_chunks)]
+            x_lane = Array(xs)[k] if len(xs) > 1 else (xs[0] if xs else Const(0, dshape))
+            lane = Mux(k < x_chunks, x_lane, Mux((k < h_chunks) & ~cur_first, rd.data, 0))
+            m.d.comb += mvu.i_stream.payload[s].eq(lane)
+        m.d.comb += mvu.i_stream.valid.eq(mac)
+
+        # ---- the shared activation unit ------------------------------------------------------------
+        # Row accumulators: the pe values of a row are shifted out one per cycle (lane 0 first).
+        acc_fmt = model.accumulator
+        sh = [Signal(signed(acc_fmt.width), name=f"acc_sh{p}", reset_less=True) for p in range(pe)]
+        sh_count = Signal(range(pe + 1), name="acc_count")
+        sh_lane = Signal(range(pe), name="acc_lane")
+        sh_row = Signal(range(ng), name="acc_row")    # the row's gate (position in the unit)
+        mvu_row = mvu.o_stream.payload.row
+        with m.If(mvu.o_stream.valid):
+            m.d.sync += [sh[p].eq(mvu.o_stream.payload.acc[p]) for p in range(pe)]
+            m.d.sync += [sh_count.eq(pe), sh_lane.eq(0), sh_row.eq(mvu_row % ng if ng > 1 else 0)]
+        with m.Elif(sh_count != 0):
+            m.d.sync += [sh[p].eq(sh[p + 1]) for p in range(pe - 1)]
+            m.d.sync += [sh_count.eq(sh_count - 1), sh_lane.eq(sh_lane + 1)]
+        gate_req = sh_count != 0
+        req_kind_gate = Array(Const(int(row.act == "gate"), 1) for row in rows)[sh_row]
+
+        units = golden_layer.activation_units(model)
+        shared = self.gate_offset is not None
+        cand = _unit(units["cand"])
+        m.submodules.cand = cand
+        gate_unit = None
+        if not shared:
+            m.submodules.gate = gate_unit = _unit(units["gate"])
+
+        # Request cycle Q: the accumulator's requantisation (two cycles, requantize_split) or the
+        # element-wise stage's index (registered here to match); Q+1: the unit's index register;
+        # Q+1+TABLE_LATENCY: the unit's output; the value register at Q + GATE_LATENCY.
+        ew_req = Signal(name="ew_req")
+        ew_idx = Signal(signed(units["cand"].in_fmt.width), name="ew_idx")
+        ew_grant = ew_req & ~gate_req
+        gate_idx = requantize_split(m, sh[0], acc_fmt, units["gate"].in_fmt, model.rounding, "SAT", name="gate_rq")
+        cand_idx = requantize_split(m, sh[0], acc_fmt, units["cand"].in_fmt, model.rounding, "SAT", name="cand_rq")
+        ew_idx_d = Signal.like(ew_idx, name="ew_idx_d", reset_less=True)
+        tag = {"valid": 1, "ew": 1, "gate": 1, "lane": range(pe), "row": range(ng)}
+        tags = []
+        t0 = {key: Signal(shape, name=f"tag0_{key}") for key, shape in tag.items()}
+        m.d.sync += [t0["valid"].eq(gate_req | ew_grant), t0["ew"].eq(~gate_req), t0["gate"].eq(gate_req & req_kind_gate),
+                     t0["lane"].eq(sh_lane), t0["row"].eq(sh_row), ew_idx_d.eq(ew_idx)]
+        tags.append(t0)
+        # Stage Q+1: the index into the unit(s).
+        gi = Mux(t0["gate"], gate_idx, cand_idx) if shared else cand_idx
+        m.d.comb += [cand.i_stream.payload.eq(Mux(t0["ew"], ew_idx_d, gi)),
+                     cand.i_stream.valid.eq(t0["valid"] & (t0["ew"] | ~t0["gate"] | shared))]
+        if gate_unit is not None:
+            m.d.comb += [gate_unit.i_stream.payload.eq(gate_idx),
+                         gate_unit.i_stream.valid.eq(t0["valid"] & ~t0["ew"] & t0["gate"])]
+        for i in range(cand.latency):
+            tn = {key: Signal(shape, name=f"tag{i + 1}_{key}") for key, shape in tag.items()}
+            m.d.sync += [tn[key].eq(tags[-1][key]) for key in tag]
+            tags.append(tn)
+        tq = tags[-1]                # the unit's output cycle
+        value_shape = signed(max(fm.sigmoid_out.width + (0 if fm.sigmoid_out.signed else 1),
+                                 fm.tanh_out.width + (0 if fm.tanh_out.signed else 1)))
+        val = Signal(value_shape, name="act_value", reset_less=True)
+        val_valid, val_ew = Signal(name="act_valid"), Signal(name="act_ew")
+        val_lane, val_row = Signal(range(pe), name="act_lane"), Signal(range(ng), name="act_row")
+        if shared:
+            v = Mux(tq["gate"], cand.o_stream.payload + self.gate_offset, cand.o_stream.payload)
+        else:
+            v = Mux(tq["gate"], gate_unit.o_stream.payload, cand.o_stream.payload)
+        m.d.sync += [val.eq(v), val_valid.eq(tq["valid"]), val_ew.eq(tq["ew"]), val_lane.eq(tq["lane"]),
+                     val_row.eq(tq["row"])]
+
+        # ---- gate values of the lanes' units -----------------------------------------------------
+        # held[p][g]: gate g (< ng - 1) of lane p's current unit; when its last gate comes, the unit's
+        # values move to unit[p] and it is pending for stage A (which takes it within a unit group).
+        gshape = {row.name: shape_of(fm.sigmoid_out if row.act == "gate" else fm.tanh_out) for row in rows}
+        held = [[Signal(gshape[row.name], name=f"{row.name}_held{p}", reset_less=True) for row in rows[:-1]]
+                for p in range(pe)]
+        unit_vals = [{row.name: Signal(gshape[row.name], name=f"{row.name}_unit{p}", reset_less=True) for row in rows}
+                     for p in range(pe)]
+        pending = [Signal(name=f"pending{p}") for p in range(pe)]
+        gate_val = val_valid & ~val_ew
+        for p in range(pe):
+            with m.If(gate_val & (val_lane == p)):
+                for gi_, row in enumerate(rows[:-1]):
+                    with m.If(val_row == gi_):
+                        m.d.sync += held[p][gi_].eq(val)
+                with m.If(val_row == ng - 1):
+                    m.d.sync += [unit_vals[p][row.name].eq(held[p][gi_]) for gi_, row in enumerate(rows[:-1])]
+                    m.d.sync += [unit_vals[p][rows[-1].name].eq(val), pending[p].eq(1)]
+
+        # ---- element-wise stage A: cell state ----------------------------------------------------
+        sf = fm.sigmoid_out.frac
+        fc_frac = sf + fm.cell.frac if forget else fm.cell.frac     # without f: c_prev itself
+        ig_frac = sf + fm.tanh_out.frac
+        frac = max(fc_frac, ig_frac)
+        cshape = shape_of(fm.cell)
+        cmem = memory.Memory(shape=cshape, depth=H, init=[])
+        m.submodules.cell_state = cmem
+        c_rd = cmem.read_port()
+        c_wr = cmem.write_port()
+        a_lane = Signal(range(pe), name="a_lane")
+        a_unit = Signal(range(H), name="a_unit")         # hidden unit j of stage A, 0 .. H-1 per step
+        a_vals = {row.name: Signal(gshape[row.name], name=f"a_{row.name}", reset_less=True) for row in rows}
+        c_prev = Mux(cur_first, 0, c_rd.data)
+        start_a = Signal(name="a_start")
+        ig, ig_busy = serial_product(m, a_vals["g"], a_vals["i"], start_a, name="ig")
+        if forget:
+            fc, _ = serial_product(m, c_prev, a_vals["f"], start_a, name="fc")
+        else:
+            fc = Signal(cshape, name="c_prev_r", reset_less=True)
+            with m.If(start_a):
+                m.d.sync += fc.eq(c_prev)
+        c_sum = Signal(signed(max(len(fc) + frac - fc_frac, len(ig) + frac - ig_frac) + 1), name="c_sum", reset_less=True)
+        c_new = Signal(cshape, name="c_new", reset_less=True)
+        a_idx = Signal(signed(units["cand"].in_fmt.width), name="a_idx", reset_less=True)
+        a_o = Signal(gshape[rows[-1].name], name="a_o_out", reset_less=True)
+        a_hand = Signal(name="a_hand")             # stage A offers its unit to stage B
+        b_idle = Signal(name="b_idle")
+        b_take = a_hand & b_idle
+        m.d.comb += [c_rd.addr.eq(a_unit), c_wr.addr.eq(a_unit), c_wr.data.eq(c_new)]
+        step_start = Signal(name="step_start")
+        with m.If(step_start):
+            m.d.sync += [a_unit.eq(0), a_lane.eq(0)]
+        with m.FSM(name="stage_a"):
+            with m.State("IDLE"):
+                with m.If(Array(pending)[a_lane]):
+                    # Read c_{t-1} of the unit (memory data in the next cycle), take the gate values.
+                    for p in range(pe):
+                        with m.If(a_lane == p):
+                            m.d.sync += [a_vals[row.name].eq(unit_vals[p][row.name]) for row in rows]
+                            m.d.sync += pending[p].eq(0)
+                    m.d.sync += a_lane.eq(Mux(a_lane == pe - 1, 0, a_lane + 1))
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += start_a.eq(1)
+                m.next = "MUL"
+            with m.State("MUL"):
+                with m.If(~ig_busy):
+                    m.d.sync += c_sum.eq(align(fc, fc_frac, frac) + align(ig, ig_frac, frac))
+                    m.next = "CELL"
+            with m.State("CELL"):
+                m.d.sync += c_new.eq(requantize(c_sum, QFormat(63, frac), fm.cell, model.rounding, model.overflow))
+                m.next = "INDEX"
+            with m.State("INDEX"):
+                m.d.comb += c_wr.en.eq(1)
+                m.d.sync += [a_idx.eq(requantize(c_new, fm.cell, units["cand"].in_fmt, model.rounding, "SAT")),
+                             a_o.eq(a_vals[rows[-1].name])]
+                m.next = "HAND"
+            with m.State("HAND"):
+                m.d.comb += a_hand.eq(1)
+                with m.If(b_take):
+                    m.d.sync += a_unit.eq(a_unit + 1)
+                    m.next = "IDLE"
+
+        # ---- element-wise stage B: hidden state -------------------------------------------------
+        b_idx = Signal.like(a_idx, name="b_idx", reset_less=True)
+        b_o = Signal.like(a_o, name="b_o", reset_less=True)
+        b_t = Signal(shape_of(fm.tanh_out), name="b_t", reset_less=True)
+        start_b = Signal(name="b_start")
+        ot, ot_busy = serial_product(m, b_t, b_o, start_b, name="ot")
+        h_valid = Signal(name="h_valid")
+        m.d.comb += ew_idx.eq(b_idx)
+        with m.FSM(name="stage_b"):
+            with m.State("IDLE"):
+                m.d.comb += b_idle.eq(1)
+                with m.If(b_take):
+                    m.d.sync += [b_idx.eq(a_idx), b_o.eq(a_o)]
+                    m.next = "REQUEST"
+            with m.State("REQUEST"):
+                m.d.comb += ew_req.eq(1)
+                with m.If(ew_grant):
+                    m.next = "LOOKUP"
+            with m.State("LOOKUP"):
+                with m.If(val_valid & val_ew):
+                    m.d.sync += b_t.eq(val)
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += start_b.eq(1)
+                m.next = "MUL"
+            with m.State("MUL"):
+                with m.If(~ot_busy):
+                    m.d.sync += [h_val.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding,
+                                                     model.overflow)), h_valid.eq(1)]
+                    m.next = "IDLE"
+        with m.If(h_valid):
+            m.d.sync += h_valid.eq(0)
+
+        # ---- control ----------------------------------------------------------------------------
+        o_valid = Signal(name="o_valid")
+        m.d.comb += self.o_stream.valid.eq(o_valid)
+        with m.If(self.o_stream.ready):
+            m.d.sync += o_valid.eq(0)
+        first = Signal(init=1)         # the next step to start is the first of a sequence
+        cur_last = Signal()
+        done = Signal(range(H + 1), name="h_count")
+        m.d.comb += h_write.eq(h_valid)
+        with m.If(h_valid):
+            m.d.sync += [h_out[j].eq(h_out[j + 1]) for j in range(H - 1)]
+            m.d.sync += [h_out[H - 1].eq(h_val), done.eq(done + 1)]
+            m.d.sync += [h_wr_lane.eq(Mux(h_wr_lane == simd - 1, 0, h_wr_lane + 1)),
+                         h_wr_k.eq(Mux(h_wr_lane == simd - 1, h_wr_k + 1, h_wr_k))]
+        m.d.sync += mac.eq(Mux(mac, ~(row_last & (r == R - 1)), step_start))
+        with m.FSM(name="control"):
+            with m.State("IDLE"):
+                with m.If(self.i_stream.valid & (~o_valid | self.o_stream.ready)):
+                    m.d.comb += step_start.eq(1)
+                    m.d.sync += [cur_first.eq(first), done.eq(0), h_wr_lane.eq(X % simd), h_wr_k.eq(X // simd)]
+                    m.next = "MAC"
+            with m.State("MAC"):
+                with m.If(row_last & (r == R - 1)):
+                    # The last beat: the input payload has been read, take it.
+                    m.d.comb += self.i_stream.ready.eq(1)
+                    m.d.sync += cur_last.eq(payload.last)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(h_valid & (done == H - 1)):
+                    m.d.sync += [o_valid.eq(1), self.o_stream.payload.last.eq(cur_last), first.eq(cur_last),
+                                 parity.eq(~parity)]
+                    m.next = "IDLE"
+        return m
