@@ -6,7 +6,10 @@ fabric product register), and on ECP5 that routing, not the multiplier, set the 
 :func:`registered_product` builds ``input registers -> multiplier -> output register`` either as
 plain Amaranth (simulation, other targets: the default) or, inside :func:`dsp_primitives`
 ``("ecp5")``, as one ``MULT18X18D`` with its ``REG_INPUTA/B`` and ``REG_OUTPUT`` registers
-enabled. Both have the same latency and the same (exact) result; only where the registers sit differs.
+enabled, or inside ``dsp_primitives("ice40")`` as one ``SB_MAC16`` with ``A_REG``/``B_REG`` and
+the 16 x 16 product's pipeline register (Yosys' ice40_dsp packs only reset-less registers, and
+then sometimes a following adder too while building another product from LUTs). All have the
+same latency and the same (exact) result; only where the registers sit differs.
 
 Block RAMs likewise: :func:`registered_rom` reads a constant table through the memory's read
 register and then a data register. Yosys maps the data register into the fabric (its ECP5 block
@@ -44,7 +47,7 @@ _FAMILY: contextvars.ContextVar = contextvars.ContextVar("rnnaccel_dsp_family", 
 @contextmanager
 def dsp_primitives(family: str | None):
     """Within this context, :func:`registered_product` instantiates ``family``'s DSP primitive
-    (``"ecp5"``: ``MULT18X18D``) and :func:`registered_rom` its block RAM with the output register
+    (``"ecp5"``: ``MULT18X18D``; ``"ice40"``: ``SB_MAC16``) and :func:`registered_rom` its block RAM with the output register
     in use (``"ecp5"``: ``DP16KD`` or ``PDPW16KD``, :func:`rom_config`); ``None`` or an unknown
     family: plain Amaranth."""
     token = _FAMILY.set(family if family in DSP_OPERAND_BITS else None)

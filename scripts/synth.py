@@ -235,7 +235,7 @@ def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME, family: str | 
     info["module"] = name
     with dsp_primitives(family), ram_primitives(family):
         text = verilog.convert(top, name=name, emit_src=False)
-    info["dsp_primitives"] = len(re.findall(r"^\s*MULT18X18D\b", text, re.M))
+    info["dsp_primitives"] = len(re.findall(r"^\s*(?:MULT18X18D|SB_MAC16)\b", text, re.M))
     info["spram_primitives"] = len(re.findall(r"^\s*SB_SPRAM256KA\b", text, re.M))
     if plan is not None and plan.loaded:
         info["weight_image_codes"] = plan.image_words * model.simd
@@ -602,8 +602,9 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         # The DSP and block RAM primitives instantiated directly (hdl/dsp.py: MULT18X18D, DP16KD) are
         # black boxes of the cell library.
         *(["read_verilog -lib +/lattice/cells_bb_ecp5.v +/lattice/cells_sim_ecp5.v"] if tgt.family == "ecp5" else []),
-        # SPRAMs of run-time loaded weight memories (hdl/spram.py).
-        *(["read_verilog -lib -specify +/ice40/cells_sim.v"] if top.get("spram_primitives") else []),
+        # SPRAMs of run-time loaded weight memories (hdl/spram.py), SB_MAC16 multipliers (hdl/dsp.py).
+        *(["read_verilog -lib -specify +/ice40/cells_sim.v"]
+          if tgt.family == "ice40" and (top.get("spram_primitives") or top.get("dsp_primitives")) else []),
         "read_verilog top.v",
         f"hierarchy -check -top {TOP_NAME}",
         # Multiplier census on the flat RTL (the synth script's own proc and flatten are then no-ops).

@@ -230,6 +230,22 @@ def test_spram_weights_loaded_through_the_weight_port(sim, tmp_path):
     assert results["weight_load_cycles"] >= results["weight_image_codes"]
 
 
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_compact_schedule_on_the_up5k_primitives(sim, tmp_path):
+    """``generate --target ice40-up5k`` of a compact LSTM (hdl/compact.py: one table, the serial
+    element-wise stage, h_{t-1} in memories) with SB_MAC16 multipliers and SPRAM weights, simulated
+    with Yosys' models of both: bit-exact, cycles as the model."""
+    model = make_model(8, 8, 2, 1, "s8.6", "s8.6", seed=5).with_hardware(schedule="compact")
+    build = tmp_path / "build"
+    generate(model, build, sequences=4, min_len=3, max_len=6, seed=1, target="ice40-up5k", storage="spram")
+    text = (build / "rnnaccel_top.v").read_text()
+    # the matrix-vector unit's multipliers only: the element-wise products are bit-serial
+    assert len(re.findall(r"^\s*SB_MAC16\b", text, re.M)) == model.pe * model.simd
+    assert len(re.findall(r"^\s*SB_SPRAM256KA\b", text, re.M)) == model.pe
+    results = simulate(build, sim, seed=2, idle=0.3, backpressure=0.3)
+    _check(results, model, build)
+
+
 def test_spram_design_with_a_wrong_weight_image_fails(tmp_path):
     model = make_model(4, 4, 2, 2, "s8.6", "s8.6", seed=5)
     build = tmp_path / "build"
