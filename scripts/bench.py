@@ -8,12 +8,15 @@ A thin flow over library objects (no datapath logic here)::
 
 The reference points (:data:`REFERENCE`):
 
-==============  ===  ====  ========  ====================================
-target          PE   SIMD  PE*SIMD   goal
-==============  ===  ====  ========  ====================================
-``ice40-up5k``  2    4     8         fits, Fmax >= 48 MHz
-``ecp5-85k``    8    4     32        fits, Fmax >= 150 MHz
-==============  ===  ====  ========  ====================================
+==============  ===  ====  ========  =============  ====================================
+target          PE   SIMD  PE*SIMD   schedule       goal
+==============  ===  ====  ========  =============  ====================================
+``ice40-up5k``  2    4     8         ``compact``    fits, Fmax >= 48 MHz
+``ecp5-85k``    8    4     32        ``pipelined``  fits, Fmax >= 150 MHz
+==============  ===  ====  ========  =============  ====================================
+
+(``compact``: :mod:`rnnaccel.hdl.compact`, one activation table and a serial element-wise stage,
+what makes the 16-bit LSTM fit the UP5K's 5280 logic cells and 30 block RAMs.)
 
 The model is an LSTM with X = H = 32 and the default 16-bit formats, with random weights
 (:func:`rnnaccel.golden.model.random_weights`, scale 0.3, seed 0) or the built-in example
@@ -104,7 +107,7 @@ def bench_target(task: dict) -> dict:
     target = task["target"]
     ref = REFERENCE[target]
     tgt = flow_synth.TARGETS[target]
-    entry = {"target": target, "device": f"{tgt.device} {tgt.package}", "pe": ref["pe"], "simd": ref["simd"],
+    entry = {"target": target, "device": f"{tgt.device} {tgt.package}", "pe": ref["pe"], "simd": ref["simd"], "schedule": ref["schedule"],
              "input_size": REFERENCE_SIZE, "hidden_size": REFERENCE_SIZE, "formats": "16bit",
              "weights": task.get("weights", "random"), "fmax_goal_mhz": ref["fmax_goal_mhz"], "status": "ok",
              "message": "", "fits": None, "fmax_mhz": None, "timing_met": None,
@@ -174,8 +177,8 @@ def run_bench(targets, out_dir, *, seed: int = 1, weights: str = "random", jobs:
     if progress:
         for t in targets:
             r = REFERENCE[t]
-            progress(f"synthesising {t}: X=H={REFERENCE_SIZE} 16-bit, PE={r['pe']} SIMD={r['simd']} "
-                     f"(logs in {out / t})")
+            progress(f"synthesising {t}: X=H={REFERENCE_SIZE} 16-bit, PE={r['pe']} SIMD={r['simd']}, "
+                     f"{r['schedule']} schedule (logs in {out / t})")
 
     def on_done(i, entry):
         if progress:

@@ -44,6 +44,8 @@ def test_reference_points_are_the_issues():
         assert (m.input_size, m.hidden_size, m.formats) == (32, 32, Formats())
         assert m.pe * m.simd == pe_x_simd and bench.REFERENCE[target]["fmax_goal_mhz"] == goal
         assert m.weights["weight_hh_l0"].max() <= 0.3 and m.weights["weight_hh_l0"].min() >= -0.3
+    # The UP5K point runs the compact schedule (one table, serial element-wise stage), the ECP5 one pipelined.
+    assert [bench.reference_model(t).schedule for t in ("ice40-up5k", "ecp5-85k")] == ["compact", "pipelined"]
     ex = bench.reference_model("ecp5-85k", weights="example")
     assert (ex.input_size, ex.hidden_size, ex.pe, ex.simd, ex.formats) == (32, 32, 8, 4, Formats())
     with pytest.raises(ValueError, match="no reference point for target 'ecp5-25k'"):
@@ -142,7 +144,8 @@ def test_bench_flow_on_a_small_stand_in(tmp_path, monkeypatch):
     small = Model("lstm", 4, 4, random_weights(4, 4, scale=0.3, seed=0), pe=1, simd=2, name="small",
                   formats=Formats(data="s8.5", weight="s8.6", cell="s8.4", sigmoid_in="s8.4", sigmoid_out="u8.8",
                                   tanh_in="s8.5", tanh_out="s8.7"))
-    monkeypatch.setattr(bench, "REFERENCE", {"ice40-up5k": {"pe": 1, "simd": 2, "fmax_goal_mhz": 1.0}})
+    monkeypatch.setattr(bench, "REFERENCE", {"ice40-up5k": {"pe": 1, "simd": 2, "schedule": "pipelined",
+                                                            "fmax_goal_mhz": 1.0}})
     monkeypatch.setattr(bench, "reference_model", lambda target, weights="random": small)
     lines = []
     report = bench.run_bench(["ice40-up5k"], tmp_path, jobs=1, progress=lines.append)

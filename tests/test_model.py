@@ -162,7 +162,7 @@ BAD = [
      r"'final_state', 'gate_activation', 'head_size', 'hidden_size', 'initial_state', 'input_size', 'num_layers', "
      r"'outputs', 'proj_size', 'weights'\]"),
     ("unknown-key-numerics", cfg_set("numerics", "roundng", "RND"), r"\[numerics\]: unknown entries \['roundng'\]; allowed: \['overflow', 'rounding'\]"),
-    ("unknown-key-hardware", cfg_set("hardware", "pes", 2), r"\[hardware\]: unknown entries \['pes'\]; allowed: \['max_len', 'pe', 'simd'\]"),
+    ("unknown-key-hardware", cfg_set("hardware", "pes", 2), r"\[hardware\]: unknown entries \['pes'\]; allowed: \['max_len', 'pe', 'schedule', 'simd'\]"),
     ("unknown-key-formats", cfg_set("formats", "weights", "s8.6"), r"\[formats\] has unknown entries \['weights'\]; known formats are \["),
     ("unknown-key-top", cfg_set(None, "modle", {"cell": "lstm"}), r"config: unknown entries \['modle'\]"),
     ("section-not-table", cfg_set(None, "hardware", 4), r"\[hardware\] must be a table, got 4"),
