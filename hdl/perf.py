@@ -19,6 +19,10 @@ registers or one long route without logic, e.g. out of a block RAM or DSP row), 
 cycles; the MAC bound + 16 pipeline of issue 2 ran at 81.4 MHz on the same flow against 115.7 MHz
 now (README, "Figures").
 
+The compact schedule (``[hardware] schedule = "compact"``, :mod:`rnnaccel.hdl.compact`) shares the
+start and the matrix-vector beats; its drain is the last unit group through the shared activation
+unit and the bit-serial element-wise stages (:func:`compact_drain`).
+
 Every requantisation ends in a register and every memory has a registered address and data
 (the table index register is what keeps the long rounding/saturation path of the accumulator
 out of the table's address path).

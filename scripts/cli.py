@@ -74,6 +74,8 @@ def _model_line(m: dict) -> str:
         topo.append("last step only")
     if m.get("initial_state"):
         topo.append("h0/c0 in the stream")
+    if m.get("schedule", "pipelined") != "pipelined":
+        topo.append(f"{m['schedule']} schedule")
     acts = ""
     if (m.get("gate_activation"), m.get("cand_activation")) not in ((None, None), ("sigmoid", "tanh")):
         acts = f", activations {m['gate_activation']}/{m['cand_activation']}"
