@@ -128,7 +128,7 @@ class SerialisedTop(wiring.Component):
     Throughput: one timestep per ``max(cycles_per_timestep, in_beats + 1, out_beats + 1)`` cycles
     when the streams run freely; latency adds ``in_beats + 1`` cycles in front of the accelerator
     and one behind it. Cost beside the accelerator: ``(in_beats + out_beats) * width`` flip-flops
-    with their enables and two beat counters.
+    with their enables, a one-hot input beat position and an output beat counter.
     """
 
     @checked_init
@@ -174,7 +174,10 @@ class SerialisedTop(wiring.Component):
 
         # -- deserialiser: x_t beats -> one wide beat ------------------------------------------
         in_buf = Signal(self.in_beats * w)
-        in_idx = Signal(range(self.in_beats))
+        # One-hot beat position: each beat's register enable is one bit of ``in_pos`` and the
+        # accept condition (a decoded binary counter in front of 2 x in_beats enables was the
+        # critical path on ECP5).
+        in_pos = Signal(self.in_beats, init=1)
         in_full = Signal()
         in_last = Signal()
         m.d.comb += [
@@ -185,11 +188,12 @@ class SerialisedTop(wiring.Component):
             acc.i_stream.payload.last.eq(in_last),
         ]
         with m.If(self.s_axis_tvalid & ~in_full & ~loading):
-            m.d.sync += in_buf.word_select(in_idx, w).eq(self.s_axis_tdata)
-            with m.If(in_idx == self.in_beats - 1):
-                m.d.sync += [in_idx.eq(0), in_full.eq(1), in_last.eq(self.s_axis_tlast)]
-            with m.Else():
-                m.d.sync += in_idx.eq(in_idx + 1)
+            for k in range(self.in_beats):
+                with m.If(in_pos[k]):
+                    m.d.sync += in_buf[k * w:(k + 1) * w].eq(self.s_axis_tdata)
+            m.d.sync += in_pos.eq(in_pos.rotate_left(1))
+            with m.If(in_pos[-1]):
+                m.d.sync += [in_full.eq(1), in_last.eq(self.s_axis_tlast)]
         with m.If(acc.i_stream.valid & acc.i_stream.ready):
             m.d.sync += in_full.eq(0)
 

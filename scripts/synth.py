@@ -58,6 +58,8 @@ __all__ = ["synth", "TARGETS", "Target", "SynthError", "DesignDoesNotFit", "Tool
            "format_summary"]
 
 TOP_NAME = "rnnaccel_synth_top"
+#: The name instantiated SB_MAC16 cells carry through ``synth_ice40`` (see :func:`synth`).
+_MAC16_ALIAS = "rnnaccel_sb_mac16_instance"
 REPORT_FILE = "report.json"
 SUMMARY_FILE = "summary.txt"
 
@@ -598,6 +600,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
                            f"place and route will probably fail")
 
     # 2. Yosys.
+    protect_mac16 = tgt.family == "ice40" and bool(top.get("dsp_primitives"))
     script = "\n".join([
         # The DSP and block RAM primitives instantiated directly (hdl/dsp.py: MULT18X18D, DP16KD) are
         # black boxes of the cell library.
@@ -612,7 +615,14 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         "flatten",
         "wreduce t:$mul",
         "tee -q -o muls.il dump t:$mul",
-        f"{tgt.yosys_synth} -top {TOP_NAME} -json netlist.json",
+        # Instantiated SB_MAC16s are final: synth_ice40's ice40_dsp pass would otherwise take one
+        # for an inferred multiplier and pack the following adder and register into it, which
+        # for a 33-bit adder tree node silently drops the sign bit ("Driver-driver conflict").
+        # They pass through synthesis under another (black-box) name.
+        *([f"copy SB_MAC16 {_MAC16_ALIAS}", f"chtype -set {_MAC16_ALIAS} t:SB_MAC16"] if protect_mac16 else []),
+        f"{tgt.yosys_synth} -top {TOP_NAME}" + ("" if protect_mac16 else " -json netlist.json"),
+        *([f"chtype -set SB_MAC16 t:{_MAC16_ALIAS}", f"delete {_MAC16_ALIAS}", "write_json netlist.json"]
+          if protect_mac16 else []),
         "tee -q -o stat.json stat -json",
         "",
     ])
@@ -630,6 +640,13 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         log = out / ("yosys.log" if ylog else "yosys.out")
         raise ToolError(f"Yosys failed (exit code {rc}) for {tgt.name}", step="yosys", log=log,
                         lines=_error_lines(yout + "\n" + ylog[-20000:]))
+    conflicts = [ln for ln in ylog.splitlines() if "Driver-driver conflict" in ln]
+    if conflicts:
+        # Two drivers on one net: Yosys resolved it by dropping one, so the netlist no longer
+        # computes what the RTL does. Never place such a netlist.
+        raise ToolError(f"Yosys left {len(conflicts)} nets with two drivers in the {tgt.name} netlist "
+                        f"(the netlist differs from the design; see yosys.log)", step="yosys",
+                        log=out / "yosys.log", lines=conflicts[:12])
     say("yosys", f"done in {runtime['yosys']} s")
 
     # 3. nextpnr.

@@ -262,6 +262,15 @@ def test_small_design_fits_with_dsps_and_fmax(small_synth):
     assert report["throughput"]["timesteps_per_s"] == pytest.approx(
         report["fmax"] * 1e6 / perf.cycles_per_timestep(model))
     assert steps[0] == "verilog" and steps[-1] == "report" and {"yosys", "nextpnr"} <= set(steps)
+    if report["target"] == "ice40-up5k":
+        # The instantiated SB_MAC16s leave Yosys as they went in: plain registered 16 x 16
+        # products, no adder or register of the design packed into them (C and D unused).
+        cells = json.loads((out / "netlist.json").read_text())["modules"]["rnnaccel_synth_top"]["cells"]
+        macs = [c for c in cells.values() if c["type"] == "SB_MAC16"]
+        assert len(macs) == expected
+        for c in macs:
+            assert int(c["parameters"]["TOPOUTPUT_SELECT"], 2) == int(c["parameters"]["BOTOUTPUT_SELECT"], 2) == 3
+            assert set(c["connections"]["C"]) == set(c["connections"]["D"]) == {"0"}
 
 
 def test_small_design_report_files(small_synth):
@@ -341,3 +350,16 @@ def test_tool_failure_is_a_tool_error_with_the_log_lines(tmp_path, monkeypatch):
         synth_flow.synth(model, tmp_path, "ecp5-25k")
     assert e.value.step == "yosys"
     assert (tmp_path / "top.v").is_file()
+
+
+def test_netlist_with_two_drivers_on_a_net_is_refused(tmp_path, monkeypatch):
+    # A stand-in Yosys that exits 0 with a netlist but logs what Yosys logs when it had to drop one
+    # of two drivers (the netlist then differs from the RTL): synth must stop before nextpnr.
+    fake = ("import json, pathlib; pathlib.Path('netlist.json').write_text('{}'); "
+            "pathlib.Path('yosys.log').write_text('Warning: Driver-driver conflict for tree[32] between "
+            "cell dsp.O and constant 1 in top: Resolved using constant.')")
+    monkeypatch.setenv("RNNACCEL_YOSYS", f"{sys.executable} -c \"{fake}\"")
+    model = random_model(2, 2, formats=SMALL_FORMATS)
+    with pytest.raises(synth_flow.ToolError, match=r"1 nets with two drivers[\s\S]*Driver-driver conflict for tree"):
+        synth_flow.synth(model, tmp_path, "ecp5-25k")
+    assert not (tmp_path / "nextpnr.log").exists()
