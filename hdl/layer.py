@@ -166,10 +166,10 @@ class LSTMElementwise(_Elementwise):
     """Element-wise LSTM stage of one PE lane, holding the cell states of its hidden units.
 
     Units must arrive in order ``0, 1, .., units-1`` (every timestep visits each unit once, as the
-    matrix-vector unit produces them), at most one every 2 cycles (every 3 cycles with one unit; an
-    LSTM layer's units come one every ``rows * folds >= 3`` cycles): the cell states rotate through a
-    register chain, so the current unit's state is always at its head, and a unit's new state is
-    written back 3 cycles after its old one was read.
+    matrix-vector unit produces them), at most one every 3 cycles (an LSTM layer's units come one
+    every ``rows * folds >= 3`` cycles): the cell states rotate through a register chain, so the
+    current unit's state is always at its head, and a unit's new state is written back 4 cycles
+    after its old one was read.
 
     ``c = requantize(f*c_prev + i*g, cell)`` (``c_prev + i*g`` without a forget gate),
     ``h = requantize(o * tanh(c), data)``; mirrors :func:`rnnaccel.golden.layer.lstm_elementwise`.
@@ -190,13 +190,14 @@ class LSTMElementwise(_Elementwise):
 
     Notes
     -----
-    Latency ``elementwise_latency("lstm")`` = 12 cycles: products, exact sum f*c + i*g, cell state
+    Latency ``elementwise_latency("lstm")`` = 13 cycles: products (input and product registers),
+    exact sum f*c + i*g, cell state
     (its rounding and saturation), the requantisation of the candidate unit's index (1),
     candidate unit (``TABLE_LATENCY``), o*phi(c) product (input and product registers), hidden
     state. Throughput
     one unit every 3 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
-    their product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5 the
-    ``MULT18X18D``'s output registers; o*phi(c) uses its input registers too).
+    their input and product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s (on ECP5
+    the ``MULT18X18D``'s input and output registers).
     """
 
     state_fmt_name = "cell"
@@ -218,22 +219,27 @@ class LSTMElementwise(_Elementwise):
         ig_frac = sf + fm.tanh_out.frac
         frac = max(fc_frac, ig_frac)
 
-        # Stage 1: products (the registers are the DSP blocks' output registers where the target has them).
+        # Stages 0 and 1: products with both operands registered first (on ECP5 the MULT18X18D's
+        # input and output registers: the gate registers and the chain's head may sit far from the
+        # DSP block, and that route then ends in a register, not in the multiplier).
         if self.forget:
-            fc = registered_product(m, p.f, cells[0], name="fc", input_regs=False)
+            fc = registered_product(m, p.f, cells[0], name="fc", input_regs=True)
         else:
-            fc = Signal(shape_of(fm.cell))
-            m.d.sync += fc.eq(cells[0])
-        ig = registered_product(m, p.i, p.g, name="ig", input_regs=False)
+            fc0, fc = Signal(shape_of(fm.cell), name="fc0"), Signal(shape_of(fm.cell), name="fc")
+            m.d.sync += [fc0.eq(cells[0]), fc.eq(fc0)]
+        ig = registered_product(m, p.i, p.g, name="ig", input_regs=True)
+        o0, unit0, v0 = Signal.like(p.o, name="o0"), Signal.like(p.unit, name="unit0"), Signal(name="v0")
         o1, unit1, v1 = Signal.like(p.o), Signal.like(p.unit), Signal()
-        m.d.sync += [o1.eq(p.o), unit1.eq(p.unit), v1.eq(self.i_stream.valid)]
+        m.d.sync += [o0.eq(p.o), unit0.eq(p.unit), v0.eq(self.i_stream.valid),
+                     o1.eq(o0), unit1.eq(unit0), v1.eq(v0)]
 
         # Stage 2: the exact sum f*c_prev + i*g. Stage 3: cell state (its one rounding), then written
         # back at the chain's tail from its register. The chain rotates with the sum register (stage
-        # 2), which leaves the unit's state in the tail slot; the new state overwrites it two cycles
-        # later, when no rotation can happen (a unit has at least 3 rows, so units come at most one
-        # every 3 cycles), and before the unit comes round again (U - 1 more units later; with one
-        # unit, in the next step).
+        # 2; the unit's state went into the multiplier's input register a cycle before), which
+        # leaves the unit's state in the tail slot; the new state overwrites it two cycles later,
+        # when no rotation can happen (a unit has at least 3 rows, so units come at most one every
+        # 3 cycles and the next rotation is 3 cycles after this one), and before the unit comes
+        # round again (U - 1 more units later; with one unit, in the next step).
         s2 = Signal(signed(max(len(fc) + frac - fc_frac, len(ig) + frac - ig_frac) + 1), name="c_sum")
         o2, unit2, v2 = Signal.like(o1), Signal.like(unit1), Signal()
         m.d.sync += [s2.eq(align(fc, fc_frac, frac) + align(ig, ig_frac, frac)),

@@ -218,7 +218,7 @@ def _memories(model: Model) -> list[tuple[str, int, int, bool]]:
     every table is a :class:`~amaranth.lib.memory.Memory` and the walk sees its depth and width;
     ``registered_rom`` marks the contents of the memories it builds
     (:func:`~rnnaccel.hdl.dsp.is_registered_rom`), so the plan tells them from the other read-only
-    memories (biases, peephole weights: plain memories on every target) without relying on names or
+    memories (small tables, peephole weights: plain memories on every target) without relying on names or
     on a depth range, and applies to them the rule that decides the primitives on ECP5
     (:func:`~rnnaccel.hdl.dsp.rom_config`).
     """

@@ -17,7 +17,56 @@ from .spram import LoadableMemory
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
 
-__all__ = ["MatrixVectorUnit", "pack_banks", "fold_counter"]
+__all__ = ["MatrixVectorUnit", "pack_banks", "fold_counter", "bias_rom", "BIAS_ROM_GROUP"]
+
+#: Words per first-level group of :func:`bias_rom`: one LUT4 per bit for 16 words.
+BIAS_ROM_GROUP = 16
+
+
+def bias_rom(m: Module, values, width: int, addr, *, name: str):
+    """A constant table in logic with two registered stages: ``table[addr]`` two cycles later.
+
+    Stage 1 reads every group of :data:`BIAS_ROM_GROUP` words at the low address bits (one LUT4
+    level per bit on iCE40 and ECP5) into a register per group and registers the high address
+    bits; stage 2 selects the group into the output register. A memory of the same contents is one
+    register and a whole multiplexer tree deep: at 64 words that tree was the UP5K's critical path
+    (7 LUT levels between the address and data registers).
+
+    Parameters
+    ----------
+    m : Module
+        Module the registers go into (``sync`` domain).
+    values : array_like of int
+        Signed table contents.
+    width : int
+        Word width in bits (signed).
+    addr : Value
+        Read address; the word comes out of the returned register two cycles after ``addr``.
+    name : str
+        Prefix of the register names.
+
+    Returns
+    -------
+    Signal
+        The output register (``signed(width)``).
+    """
+    words = [int(v) for v in np.asarray(values).reshape(-1)]
+    groups = [words[i:i + BIAS_ROM_GROUP] for i in range(0, len(words), BIAS_ROM_GROUP)]
+    lo_bits = max(1, (min(len(words), BIAS_ROM_GROUP) - 1).bit_length())
+    lo = addr[:lo_bits] if len(groups) > 1 else addr
+    stage1 = []
+    for g, grp in enumerate(groups):
+        reg = Signal(signed(width), name=f"{name}_g{g}", reset_less=True)
+        table = Array(Const(v, signed(width)) for v in grp)
+        m.d.sync += reg.eq(table[lo] if len(grp) > 1 else grp[0])
+        stage1.append(reg)
+    out = Signal(signed(width), name=name, reset_less=True)
+    if len(groups) > 1:
+        hi = Signal(range(len(groups)), name=f"{name}_hi", reset_less=True)
+        m.d.sync += [hi.eq(addr[lo_bits:]), out.eq(Array(stage1)[hi])]
+    else:
+        m.d.sync += out.eq(stage1[0])
+    return out
 
 
 def pack_banks(weights, bias, pe: int, simd: int, row_order=None, fold_ranges=None):
@@ -154,7 +203,8 @@ class MatrixVectorUnit(wiring.Component):
     data register is :func:`~rnnaccel.hdl.dsp.registered_rom`'s (on ECP5 the ``DP16KD`` output
     register), which feeds the DSP blocks directly. No beat may come in the first cycle after reset
     (its weight word would need a read issued before the reset ended).
-    One weight memory (``R*F`` words of ``simd * weight.width`` bits) and one bias memory per PE.
+    One weight memory (``R*F`` words of ``simd * weight.width`` bits) per PE and one bias table in
+    logic per PE (:func:`bias_rom`).
     The weight memories of the PEs in ``loaded`` (``{pe: select}``) have no initial contents: they are
     :class:`~rnnaccel.hdl.spram.LoadableMemory` (SPRAM on iCE40), written through the ``load`` port
     (:func:`~rnnaccel.hdl.spram.load_bus_layout` ``load_layout``) when ``load.sel == select``; the
@@ -308,16 +358,13 @@ class MatrixVectorUnit(wiring.Component):
                 level = nxt
             sums.append(level[0])
 
-        # Accumulator stage: bias is read one cycle ahead (row of the beat entering the tree output).
+        # Accumulator stage: the bias is read two cycles ahead (row of the beat two stages before the
+        # tree output) from a pipelined table in logic (:func:`bias_rom`).
         tree_out = stage[n_stages]
         for p in range(pe):
-            bmem = memory.Memory(shape=signed(self.bias_fmt.width), depth=rows,
-                                 init=[int(v) for v in self.b_banks[p]])
-            m.submodules[f"bias{p}"] = bmem
-            brd = bmem.read_port()
-            m.d.comb += brd.addr.eq(stage[n_stages - 1].row)
+            bias = bias_rom(m, self.b_banks[p], self.bias_fmt.width, stage[n_stages - 2].row, name=f"bias{p}")
             acc = self.o_stream.payload.acc[p]
-            m.d.sync += acc.eq(Mux(firsts[p], brd.data, acc) + sums[p])
+            m.d.sync += acc.eq(Mux(firsts[p], bias, acc) + sums[p])
         m.d.sync += [self.o_stream.valid.eq(tree_out.valid & tree_out.last),
                      self.o_stream.payload.row.eq(tree_out.row)]
         return m

@@ -623,6 +623,9 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         f"{tgt.yosys_synth} -top {TOP_NAME}" + ("" if protect_mac16 else " -json netlist.json"),
         *([f"chtype -set SB_MAC16 t:{_MAC16_ALIAS}", f"delete {_MAC16_ALIAS}", "write_json netlist.json"]
           if protect_mac16 else []),
+        # The mapped netlist as Verilog, for gate-level simulation with Yosys' cell models
+        # (rnnaccel.sim.gatelevel); only the design's own module is written (library cells are black boxes).
+        "write_verilog -noattr netlist_gl.v",
         "tee -q -o stat.json stat -json",
         "",
     ])
@@ -731,7 +734,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         "seed": seed,
         "runtime_s": runtime,
         "files": {"verilog": "top.v", "yosys_log": "yosys.log", "netlist": "netlist.json",
-                  "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr.json",
+                  "netlist_verilog": "netlist_gl.v", "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr.json",
                   "report": REPORT_FILE, "summary": SUMMARY_FILE},
     }
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
