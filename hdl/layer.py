@@ -789,13 +789,23 @@ class RecurrentLayer(wiring.Component):
         # ``mac``: the FSM is in MAC, as a flip-flop of its own (it is the matrix-vector unit's
         # valid and drives its counters, so no state decoding lies in front of them).
         m.d.sync += mac.eq(Mux(mac, ~mac_done, accepted))
+        # ``mac_done`` (the step's last beat, which the vector loads' copies of ``mac`` wait for) is
+        # a flip-flop too, from a count of the beats left: the fold and row counters' comparisons
+        # and the FSM's state lay in front of those copies' long routes.
+        beats = sum(ranges[i % len(ranges)][1] - ranges[i % len(ranges)][0] for i in range(R))
+        beats_left = Signal(range(beats), name="beats_left")
+        with m.If(accepted):
+            m.d.sync += [beats_left.eq(beats - 1), mac_done.eq(beats == 1)]
+        with m.Elif(mac):
+            m.d.sync += [beats_left.eq(beats_left - 1), mac_done.eq(beats_left == 1)]
+        with m.Else():
+            m.d.sync += mac_done.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
                 accept(first)
             with m.State("MAC"):
-                with m.If(row_last & (r == R - 1)):
-                    m.d.comb += mac_done.eq(1)
+                with m.If(mac_done):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(ew_units[0].valid & (done_units == U - 1)):
