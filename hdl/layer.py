@@ -568,8 +568,8 @@ class RecurrentLayer(wiring.Component):
     For clock rate, no controller signal drives hundreds of flip-flops: the matrix-vector input
     multiplexer has a copy of the chunk counter per byte (:func:`vector_feed`), the ``x_t`` and
     ``h_{t-1}`` registers follow their next values outside the matrix-vector beats with enables
-    from per-group flag copies, and each lane's element-wise state load (a cycle after the accept)
-    comes from a toggle flip-flop of its own.
+    from per-group flag copies, and each lane's element-wise state load (two cycles after the
+    accept) comes from a toggle flip-flop of its own.
     """
 
     @checked_init
@@ -686,17 +686,21 @@ class RecurrentLayer(wiring.Component):
                 m.d.comb += ew.i_stream.payload[row.name].eq(held[row.name])
             m.d.comb += ew.i_stream.payload[rows[-1].name].eq(value)
             if Elementwise.state_fmt_name:
-                # The load reaches the chain a cycle later, from registers: the chains of all lanes
-                # are hundreds of flip-flops, too many for one cycle from the controller's state.
-                # The chain is next used after the matrix-vector and gate latencies (> 1 cycle).
-                # Each lane's load pulse is the change of a toggle flip-flop of its own (a plain
-                # register of state_load per lane would be one flip-flop after synthesis merges the
-                # identical copies, driving every lane's chain).
+                # The load reaches the chain two cycles later, from registers: the chains of all
+                # lanes are hundreds of flip-flops, too many for one cycle from the controller's
+                # state. The chain is next used after the matrix-vector and gate latencies (> 2
+                # cycles). Each lane's load pulse is the change of a toggle flip-flop of its own
+                # (a plain register of state_load per lane would be one flip-flop after synthesis
+                # merges the identical copies, driving every lane's chain), registered again so
+                # that the chain's enable is one LUT of three flip-flops (load, rotate, write).
                 load_data = Signal.like(ew.load_data, name=f"load_data{p}")
                 toggle, toggle_d = Signal(name=f"state_load_t{p}"), Signal(name=f"state_load_td{p}")
+                load_p = Signal(name=f"state_load_p{p}")
                 load_data_r = Signal.like(ew.load_data, name=f"load_data_r{p}", reset_less=True)
-                m.d.sync += [toggle.eq(toggle ^ state_load), toggle_d.eq(toggle), load_data_r.eq(load_data)]
-                m.d.comb += [ew.load.eq(toggle ^ toggle_d), ew.load_data.eq(load_data_r)]
+                load_data_r2 = Signal.like(ew.load_data, name=f"load_data_rr{p}", reset_less=True)
+                m.d.sync += [toggle.eq(toggle ^ state_load), toggle_d.eq(toggle), load_p.eq(toggle ^ toggle_d),
+                             load_data_r.eq(load_data), load_data_r2.eq(load_data_r)]
+                m.d.comb += [ew.load.eq(load_p), ew.load_data.eq(load_data_r2)]
                 state_values.append(load_data)
             # The lane's units come out in order 0 .. U-1, once per step: its h_next elements are a
             # shift register that takes one at every output (no decoding of ``unit``).
