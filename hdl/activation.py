@@ -84,10 +84,12 @@ class ActivationTable(wiring.Component):
         valid_i = Signal()
         m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid)]
         neg = idx < 0
-        mag = Mux(neg, -idx, idx)
+        # The clamp's test looks at the index, beside the negation (not behind it): one carry
+        # chain before the address register instead of two in series.
+        over = (idx > t.depth - 1) | (idx < -(t.depth - 1))
         addr = Signal(range(t.depth), name="addr", reset_less=True)
         neg_a, valid_a = Signal(), Signal()
-        m.d.sync += [addr.eq(Mux(mag > t.depth - 1, t.depth - 1, mag)), neg_a.eq(neg), valid_a.eq(valid_i)]
+        m.d.sync += [addr.eq(Mux(over, t.depth - 1, Mux(neg, -idx, idx))), neg_a.eq(neg), valid_a.eq(valid_i)]
         rom = registered_rom(m, [int(v) for v in t.values], shape_of(t.out_fmt), addr, name="mem")
         # Stage 5: a fabric register straight behind the block RAM's (the route out of the block RAM
         # row is long on ECP5, so it gets a cycle of its own, without logic).

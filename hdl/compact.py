@@ -202,7 +202,9 @@ class CompactLSTMLayer(wiring.Component):
         # sequence masks h_{t-1} to zero.
         dshape = shape_of(fm.data)
         payload = self.i_stream.payload
-        h_out = self.o_stream.payload.data           # h_t, collected in place (a shift register)
+        # h_t, collected in place (a shift register that is the output payload; data without a reset).
+        h_out = Signal.like(self.o_stream.payload.data, name="h_out", reset_less=True)
+        m.d.comb += self.o_stream.payload.data.eq(h_out)
         mac = Signal()
         k, _, r, _, row_last = fold_counter(m, model.fold_ranges, R, mac, prefix="ctl_")
         cur_first = Signal(name="cur_first")             # the current step is the first of a sequence

@@ -158,7 +158,7 @@ class SerialisedTop(wiring.Component):
         if "w_stream" in acc.signature.members:
             nb = self.weight_code_beats
             loading = acc.w_stream.ready
-            w_buf = Signal(nb * w)
+            w_buf = Signal(nb * w, reset_less=True)
             w_idx = Signal(range(max(nb, 2)))
             w_full = Signal()
             m.d.comb += [acc.w_stream.valid.eq(w_full),
@@ -173,7 +173,7 @@ class SerialisedTop(wiring.Component):
                 m.d.sync += w_full.eq(0)
 
         # -- deserialiser: x_t beats -> one wide beat ------------------------------------------
-        in_buf = Signal(self.in_beats * w)
+        in_buf = Signal(self.in_beats * w, reset_less=True)      # data: no reset (its flags have one)
         # One-hot beat position: each beat's register enable is one bit of ``in_pos`` and the
         # accept condition (a decoded binary counter in front of 2 x in_beats enables was the
         # critical path on ECP5).
@@ -201,7 +201,7 @@ class SerialisedTop(wiring.Component):
         # The wrapper takes h_t from the accelerator's output register as soon as its own shift
         # register is free (``ready`` is a register: no path from the beat counter or the output
         # handshake into the accelerator's control), then shifts it out one beat per cycle.
-        out_buf = Signal(self.out_beats * w)
+        out_buf = Signal(self.out_beats * w, reset_less=True)
         out_idx = Signal(range(self.out_beats))
         out_busy = Signal()
         out_last = Signal()
