@@ -168,7 +168,7 @@ class LSTMElementwise(_Elementwise):
     Units must arrive in order ``0, 1, .., units-1`` (every timestep visits each unit once, as the
     matrix-vector unit produces them), at most one every 3 cycles (an LSTM layer's units come one
     every ``rows * folds >= 3`` cycles): the cell states rotate through a register chain, so the
-    current unit's state is always at its head, and a unit's new state is written back 4 cycles
+    current unit's state is always at its head, and a unit's new state is written back 5 cycles
     after its old one was read.
 
     ``c = requantize(f*c_prev + i*g, cell)`` (``c_prev + i*g`` without a forget gate),
@@ -190,8 +190,8 @@ class LSTMElementwise(_Elementwise):
 
     Notes
     -----
-    Latency ``elementwise_latency("lstm")`` = 13 cycles: products (input and product registers),
-    exact sum f*c + i*g, cell state
+    Latency ``elementwise_latency("lstm")`` = 14 cycles: products (input and product registers),
+    exact sum f*c + i*g, cell state (rounding adder, then saturation)
     (its rounding and saturation), the requantisation of the candidate unit's index (1),
     candidate unit (``TABLE_LATENCY``), o*phi(c) product (input and product registers), hidden
     state. Throughput
@@ -233,25 +233,32 @@ class LSTMElementwise(_Elementwise):
         m.d.sync += [o0.eq(p.o), unit0.eq(p.unit), v0.eq(self.i_stream.valid),
                      o1.eq(o0), unit1.eq(unit0), v1.eq(v0)]
 
-        # Stage 2: the exact sum f*c_prev + i*g. Stage 3: cell state (its one rounding), then written
-        # back at the chain's tail from its register. The chain rotates with the sum register (stage
-        # 2; the unit's state went into the multiplier's input register a cycle before), which
-        # leaves the unit's state in the tail slot; the new state overwrites it two cycles later,
-        # when no rotation can happen (a unit has at least 3 rows, so units come at most one every
-        # 3 cycles and the next rotation is 3 cycles after this one), and before the unit comes
-        # round again (U - 1 more units later; with one unit, in the next step).
+        # Stage 2: the exact sum f*c_prev + i*g. Stages 3 and 4: cell state, its one rounding in two
+        # cycles (requantize_split: the rounding adder and the saturation tests, then the
+        # saturating multiplexer), then written back from its register. The chain rotates with the
+        # sum register (stage 2; the unit's state went into the multiplier's input register a
+        # cycle before), which leaves the unit's state in the tail slot; the new state overwrites
+        # it three cycles later, and before the unit comes round again (U - 1 more units later;
+        # with one unit, in the next step). Units come at most one every 3 cycles (a unit has at
+        # least 3 rows), so the next unit's rotation may fall in that very cycle: it moves the
+        # tail slot to the one before it, and the new state goes there.
         s2 = Signal(signed(max(len(fc) + frac - fc_frac, len(ig) + frac - ig_frac) + 1), name="c_sum")
         o2, unit2, v2 = Signal.like(o1), Signal.like(unit1), Signal()
         m.d.sync += [s2.eq(align(fc, fc_frac, frac) + align(ig, ig_frac, frac)),
                      o2.eq(o1), unit2.eq(unit1), v2.eq(v1)]
-        c_new = requantize(s2, QFormat(63, frac), fm.cell, model.rounding, model.overflow)
+        c_new = requantize_split(m, s2, QFormat(63, frac), fm.cell, model.rounding, model.overflow, name="c_rnd")
+        o2b, unit2b, v2b = Signal.like(o2, name="o2b"), Signal.like(unit2, name="unit2b"), Signal(name="v2b")
+        m.d.sync += [o2b.eq(o2), unit2b.eq(unit2), v2b.eq(v2)]
         c3, o3, unit3, v3 = Signal(shape_of(fm.cell)), Signal.like(o2), Signal.like(unit2), Signal()
         o3_neg = Signal(signed(fm.sigmoid_out.width + 1), name="o3_neg", reset_less=True)
-        m.d.sync += [c3.eq(c_new), o3.eq(o2), o3_neg.eq(-o2), unit3.eq(unit2), v3.eq(v2)]
+        m.d.sync += [c3.eq(c_new), o3.eq(o2b), o3_neg.eq(-o2b), unit3.eq(unit2b), v3.eq(v2b)]
         with m.If(self.load):
             m.d.sync += [cells[u].eq(self.load_data[u]) for u in range(self.units)]
         with m.Elif(v1):
             m.d.sync += [cells[u].eq(cells[(u + 1) % self.units]) for u in range(self.units)]
+            if self.units > 1:
+                with m.If(v3):
+                    m.d.sync += cells[-2].eq(c3)
         with m.Elif(v3):
             m.d.sync += cells[-1].eq(c3)
 

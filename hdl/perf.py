@@ -13,7 +13,7 @@ Schedule of one timestep (input always valid, output always ready)::
     = next cycle 0
 
 so ``cycles_per_timestep = 1 + R*F + mvu_latency + gate_latency + elementwise_latency``, for an
-LSTM ``= R*F + 25 + ceil(log2 SIMD)``: within the MAC bound + 27 for SIMD <= 4. The pipeline is
+LSTM ``= R*F + 26 + ceil(log2 SIMD)``: within the MAC bound + 28 for SIMD <= 4. The pipeline is
 cut for the clock rate of ECP5 (every register-to-register path either logic near its
 registers or one long route without logic, e.g. out of a block RAM or DSP row, and every DSP
 block with registered inputs), which costs these cycles; the MAC bound + 16 pipeline of issue 2
@@ -51,9 +51,9 @@ TABLE_LATENCY = 5
 #: activation kinds, kept out of the block RAM's route to its consumers).
 GATE_LATENCY = 1 + TABLE_LATENCY + 1
 #: LSTM element-wise stage: f*c and i*g products (input and product registers), exact sum
-#: f*c + i*g, cell state (its requantisation), the tanh index's requantisation (1), tanh table,
-#: o*tanh product (input and product registers), hidden state.
-ELEMENTWISE_LATENCY = 8 + TABLE_LATENCY
+#: f*c + i*g, cell state (its requantisation in two cycles), the tanh index's requantisation (1),
+#: tanh table, o*tanh product (input and product registers), hidden state.
+ELEMENTWISE_LATENCY = 9 + TABLE_LATENCY
 
 #: Element-wise stage of every cell. GRU: r*nh product, tanh table, the two products of
 #: (1-z)*n + z*h, hidden state. Elman RNN: the hidden state register.

@@ -65,8 +65,9 @@ def test_lstm_elementwise_matches_golden(cell, formats, rounding, overflow):
             g = {k: int(_codes(rng, f.sigmoid_out, 1)[0]) for k in "ifo"}
             g["g"] = int(_codes(rng, f.tanh_out, 1)[0])
             beat = {"i": g["i"], "g": g["g"], "o": g["o"], "unit": u} | ({"f": g["f"]} if cell == "lstm" else {})
-            # The cell state is written 3 cycles after it is read: one beat every 3 cycles at most
-            # (a unit's 3 or 4 rows take at least as many matrix-vector beats).
+            # One beat every 3 cycles at most (a unit's 3 or 4 rows take at least as many
+            # matrix-vector beats); the cell state is written 5 cycles after it is read, in the
+            # cycle of the next unit's rotation here, which this spacing checks.
             beats += [beat, None, None]
             side += [None, None, None]
             c, h = gl.lstm_elementwise(g["i"], g["f"] if cell == "lstm" else None, g["g"], g["o"], c_state[u], model)

@@ -23,21 +23,21 @@ def test_adder_tree_stages(simd, levels):
 
 @pytest.mark.parametrize("pe,simd", [(1, 1), (1, 2), (2, 4), (8, 1), (8, 4), (32, 1), (16, 2)],
                          ids=lambda v: str(v))
-def test_reference_size_within_mac_bound_plus_27(pe, simd):
-    # PE*SIMD in {1, 8, 32} at X = H = 32: within ceil(4H(X+H)/(PE*SIMD)) + 27 for SIMD <= 4 (two 5-cycle table
-    # units, two requantisations of a cycle each, input and product registers of three multipliers
+def test_reference_size_within_mac_bound_plus_28(pe, simd):
+    # PE*SIMD in {1, 8, 32} at X = H = 32: within ceil(4H(X+H)/(PE*SIMD)) + 28 for SIMD <= 4 (two 5-cycle table
+    # units, three requantisations (the cell state's in two cycles), input and product registers of three multipliers
     # and up to two adder-tree levels on the path).
     m = _model(32, 32, pe, simd)
     bound = math.ceil(4 * 32 * 64 / (pe * simd))
     assert perf.mac_cycles(m) == bound
-    assert bound < perf.cycles_per_timestep(m) <= bound + 27
+    assert bound < perf.cycles_per_timestep(m) <= bound + 28
 
 
 @pytest.mark.parametrize("simd", [8, 32])
 def test_wide_simd_pays_adder_tree_stages(simd):
     # Each further adder-tree level adds one cycle of latency per timestep.
     m = _model(32, 32, 1, simd)
-    assert perf.cycles_per_timestep(m) == perf.mac_cycles(m) + 25 + perf.adder_tree_stages(simd)
+    assert perf.cycles_per_timestep(m) == perf.mac_cycles(m) + 26 + perf.adder_tree_stages(simd)
 
 
 def test_padding_counts_whole_folds():
