@@ -41,7 +41,7 @@ from rnnaccel.golden.model import ConfigError, Model
 from .activation import activation_unit as _unit
 from .fixed import align, requantize, requantize_split, shape_of
 from .mvu import MatrixVectorUnit, fold_counter
-from .perf import GATE_LATENCY, compact_drain, compact_timing
+from .perf import GATE_LATENCY, compact_drain, compact_timing, mvu_latency
 from ._util import checked_init
 
 __all__ = ["CompactLSTMLayer", "serial_product", "check_compact_model", "COMPACT_CELLS"]
@@ -123,6 +123,16 @@ def serial_product(m: Module, a, b, start, *, name: str):
     return product, busy
 
 
+def biases_in_memory(model: Model) -> bool:
+    """Whether :class:`CompactLSTMLayer` keeps the biases in its ``h_{t-1}`` memories (one word
+    per row, read in the cycle before the row's first beat) rather than in tables in logic: the
+    PEs' biases fit across the SIMD lanes (``pe * bias.width <= simd * data.width``), a row's
+    first chunk is all x_t (``X >= simd``) and a row lasts as long as the matrix-vector pipeline
+    (``mvu_latency - 1 <= F``)."""
+    return (model.pe * model.bias.width <= model.simd * model.formats.data.width
+            and model.input_size >= model.simd and mvu_latency(model.simd) - 1 <= model.folds)
+
+
 class CompactLSTMLayer(wiring.Component):
     """An LSTM layer with one shared activation unit and a serial element-wise stage (see the module).
 
@@ -187,10 +197,17 @@ class CompactLSTMLayer(wiring.Component):
         forget = model.cell == "lstm"
 
         w_banks, b_banks = layer_banks(model)
+        dw, bw = fm.data.width, model.bias.width
+        # The biases live in the h_{t-1} memories, after their two halves (one word per row, the
+        # PEs' biases side by side across the lanes), read in the cycle before each row's first
+        # beat: that beat is an x_t chunk, so the memories' read ports are free then. Otherwise
+        # (too few lanes, x_t narrower than a chunk, rows shorter than the matrix-vector
+        # pipeline) the matrix-vector unit has its own tables in logic.
+        ext_bias = biases_in_memory(model)
         m.submodules.mvu = mvu = MatrixVectorUnit(w_banks, b_banks, data_fmt=fm.data, weight_fmt=fm.weight,
                                                   acc_fmt=model.accumulator, bias_fmt=model.bias,
                                                   fold_ranges=model.fold_ranges, loaded=self.loaded,
-                                                  load_layout=self.load_layout)
+                                                  load_layout=self.load_layout, external_bias=ext_bias)
         if self.loaded:
             m.d.comb += mvu.load.eq(self.load)
 
@@ -214,12 +231,28 @@ class CompactLSTMLayer(wiring.Component):
         h_wr_k = Signal(range(F), name="h_wr_k")
         h_write = Signal(name="h_write")
         h_val = Signal(dshape, name="h_val", reset_less=True)
+        bias_words = [[0] * R for _ in range(simd)]
+        if ext_bias:
+            for r_ in range(R):
+                word = sum((int(b_banks[p_][r_]) & ((1 << bw) - 1)) << (p_ * bw) for p_ in range(pe))
+                for s in range(simd):
+                    v = (word >> (s * dw)) & ((1 << dw) - 1)
+                    bias_words[s][r_] = v - (1 << dw) if v >> (dw - 1) else v
+        bias_read = Signal(name="bias_read")     # the next beat is a row's first: read its biases
+        r_next = Signal.like(r, name="r_next")
+        m.d.comb += [bias_read.eq(k_next == 0),
+                     r_next.eq(Mux(mac & (k == F - 1), Mux(r == R - 1, 0, r + 1), r))]
+        bias_rd = []
         for s in range(simd):
-            hmem = memory.Memory(shape=dshape, depth=2 * F, init=[])
+            hmem = memory.Memory(shape=dshape, depth=2 * F + (R if ext_bias else 0),
+                                 init=[0] * (2 * F) + bias_words[s] if ext_bias else [])
             m.submodules[f"h_prev{s}"] = hmem
             rd, wr = hmem.read_port(), hmem.write_port()
-            m.d.comb += [rd.addr.eq(Mux(parity, 0, F) + k_next), wr.addr.eq(Mux(parity, F, 0) + h_wr_k),
+            h_addr = Mux(parity, 0, F) + k_next
+            m.d.comb += [rd.addr.eq(Mux(bias_read, 2 * F + r_next, h_addr) if ext_bias else h_addr),
+                         wr.addr.eq(Mux(parity, F, 0) + h_wr_k),
                          wr.data.eq(h_val), wr.en.eq(h_write & (h_wr_lane == s))]
+            bias_rd.append(rd.data)
             x_chunks = -(-(X - s) // simd)                # chunks in which lane s holds an x element
             h_chunks = -(-(X + H - s) // simd)            # ... an x or h element
             xs = [payload.data[kk * simd + s] for kk in range(x_chunks)]
@@ -227,6 +260,15 @@ class CompactLSTMLayer(wiring.Component):
             lane = Mux(k < x_chunks, x_lane, Mux((k < h_chunks) & ~cur_first, rd.data, 0))
             m.d.comb += mvu.i_stream.payload[s].eq(lane)
         m.d.comb += mvu.i_stream.valid.eq(mac)
+        if ext_bias:
+            # Row r's biases: read in the cycle before its first beat (c - 1), held from c + 1 to
+            # c + F, taken by the accumulator in cycle c + mvu_latency - 1 (<= c + F).
+            bias_d = Signal(name="bias_read_d")
+            bias_reg = Signal(pe * bw, name="bias_reg", reset_less=True)
+            m.d.sync += bias_d.eq(bias_read)
+            with m.If(bias_d):
+                m.d.sync += bias_reg.eq(Cat(*bias_rd)[:pe * bw])
+            m.d.comb += [mvu.bias_in[p_].eq(bias_reg[p_ * bw:(p_ + 1) * bw]) for p_ in range(pe)]
 
         # ---- the shared activation unit ------------------------------------------------------------
         # Row accumulators: the pe values of a row are shifted out one per cycle (lane 0 first).

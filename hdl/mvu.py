@@ -183,9 +183,15 @@ class MatrixVectorUnit(wiring.Component):
         PEs whose weight memory is written at run time, and the load-bus select of each.
     load_layout : data.StructLayout, optional
         The load bus (needed with ``loaded``).
+    external_bias : bool
+        The biases come from the ``bias_in`` port instead of the unit's own tables: it must hold
+        row ``r``'s biases in cycle ``c + mvu_latency - 1``, where ``c`` is the cycle of row ``r``'s
+        first beat (the accumulator takes them then). ``b_banks`` is then only checked.
 
     Attributes
     ----------
+    bias_in : In(ArrayLayout(signed(bias.width), pe))
+        Only with ``external_bias``.
     i_stream : In(stream.Signature(ArrayLayout(signed(data.width), simd), always_ready=True))
     o_stream : Out(stream.Signature(StructLayout({"acc": ArrayLayout(signed(acc.width), pe), "row": R})))
         ``row`` is the local row index ``r``; PE ``p``'s accumulator is for matrix row ``row_order[p, r]``.
@@ -213,7 +219,8 @@ class MatrixVectorUnit(wiring.Component):
 
     @checked_init
     def __init__(self, w_banks, b_banks, *, data_fmt: QFormat, weight_fmt: QFormat, acc_fmt: QFormat,
-                 bias_fmt: QFormat | None = None, fold_ranges=None, loaded=None, load_layout=None):
+                 bias_fmt: QFormat | None = None, fold_ranges=None, loaded=None, load_layout=None,
+                 external_bias: bool = False):
         w_banks = np.asarray(w_banks, dtype=np.int64)
         b_banks = np.asarray(b_banks, dtype=np.int64)
         if w_banks.ndim != 3:
@@ -250,6 +257,9 @@ class MatrixVectorUnit(wiring.Component):
         if self.loaded and load_layout is None:
             raise ValueError("loaded weight memories need the load bus layout (load_layout)")
         ports = {"load": In(load_layout)} if self.loaded else {}
+        self.external_bias = bool(external_bias)
+        if self.external_bias:
+            ports["bias_in"] = In(data.ArrayLayout(signed(bias_fmt.width), self.pe))
         super().__init__(ports | {
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(data_fmt.width), self.simd),
                                             always_ready=True)),
@@ -362,7 +372,10 @@ class MatrixVectorUnit(wiring.Component):
         # tree output) from a pipelined table in logic (:func:`bias_rom`).
         tree_out = stage[n_stages]
         for p in range(pe):
-            bias = bias_rom(m, self.b_banks[p], self.bias_fmt.width, stage[n_stages - 2].row, name=f"bias{p}")
+            if self.external_bias:
+                bias = self.bias_in[p]
+            else:
+                bias = bias_rom(m, self.b_banks[p], self.bias_fmt.width, stage[n_stages - 2].row, name=f"bias{p}")
             acc = self.o_stream.payload.acc[p]
             m.d.sync += acc.eq(Mux(firsts[p], bias, acc) + sums[p])
         m.d.sync += [self.o_stream.valid.eq(tree_out.valid & tree_out.last),

@@ -12,7 +12,7 @@ from rnnaccel.golden.fixed import QFormat
 from rnnaccel.golden.model import ConfigError, Formats, Model, random_weights
 from rnnaccel.golden.network import quantize_input, run_codes
 from rnnaccel.hdl import perf
-from rnnaccel.hdl.compact import CompactLSTMLayer, serial_product
+from rnnaccel.hdl.compact import CompactLSTMLayer, biases_in_memory, serial_product
 from rnnaccel.hdl.layer import build_layer
 from rnnaccel.hdl.memory_plan import plan_memories, weight_image
 from rnnaccel.hdl.top import Accelerator
@@ -100,7 +100,12 @@ LAYER_CONFIGS = {
                                                    gate_activation="hard_sigmoid", cand_activation="hard_tanh"),
     "lstm-X7-H6-pe3-simd1-softsign-small8": dict(cell="lstm", X=20, H=6, pe=3, formats=SMALL_FORMATS,
                                                  cand_activation="softsign"),
+    # Biases in the h_{t-1} memories (2 x 16 bits across 4 lanes of 8) rather than in logic.
+    "lstm-X26-H18-pe2-simd4-small8-biases-in-memory": dict(cell="lstm", X=26, H=18, pe=2, simd=4,
+                                                           formats=SMALL_FORMATS),
 }
+#: The configurations whose biases live in the h_{t-1} memories (the others: tables in logic).
+BIASES_IN_MEMORY = {"lstm-X6-H8-pe1-simd2-small8", "lstm-X26-H18-pe2-simd4-small8-biases-in-memory"}
 
 
 def _inputs(model, lengths, seed):
@@ -114,6 +119,7 @@ def test_compact_layer_matches_golden(cfg, pauses):
     model = compact_model(**LAYER_CONFIGS[cfg])
     layer = build_layer(model)
     assert isinstance(layer, CompactLSTMLayer)
+    assert biases_in_memory(model) == (cfg in BIASES_IN_MEMORY)
     seqs = _inputs(model, [3, 1, 4], seed=4)
     run = run_stream_dut(layer, seqs, idle=pauses[0], backpressure=pauses[1], seed=5,
                          max_cycles=50 * perf.layer_cycles(model))
@@ -189,6 +195,8 @@ def test_compact_predicts_no_elementwise_multipliers_and_one_table():
     assert perf.memory_bits(pipelined)["tables"] == 2 * 3 * 2048 * 16
     # Cycles: the matrix-vector bound plus the drain of the last unit group (hdl/perf.compact_drain).
     assert perf.layer_cycles(compact) == 1024 + perf.mvu_latency(4) + perf.compact_drain(compact)
+    # The UP5K reference keeps its 2 x 32-bit biases in the h_{t-1} memories (4 lanes of 16 bits).
+    assert compact.bias.width == 32 and biases_in_memory(compact)
 
 
 @pytest.mark.parametrize("kw,match", [
