@@ -82,11 +82,16 @@ class ActivationTable(wiring.Component):
         # of 2048 x 16 is two DP16KD, which the placer may put far apart).
         idx = Signal.like(self.i_stream.payload, reset_less=True)
         valid_i = Signal()
-        m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid)]
+        # The table has 2**(width - 1) words, so only the most negative index has a magnitude
+        # beyond it: that test is registered beside the index, and the address register sees
+        # one carry chain (the negation) and a multiplexer.
+        over = Signal(name="idx_over", reset_less=True)
+        if t.depth != 1 << (t.in_fmt.width - 1):
+            raise RuntimeError(f"ActivationTable assumes a 2**(width-1)-word table, got {t.depth} words "
+                               f"for {t.in_fmt}")
+        m.d.sync += [idx.eq(self.i_stream.payload), valid_i.eq(self.i_stream.valid),
+                     over.eq(self.i_stream.payload == t.in_fmt.min_code)]
         neg = idx < 0
-        # The clamp's test looks at the index, beside the negation (not behind it): one carry
-        # chain before the address register instead of two in series.
-        over = (idx > t.depth - 1) | (idx < -(t.depth - 1))
         addr = Signal(range(t.depth), name="addr", reset_less=True)
         neg_a, valid_a = Signal(), Signal()
         m.d.sync += [addr.eq(Mux(over, t.depth - 1, Mux(neg, -idx, idx))), neg_a.eq(neg), valid_a.eq(valid_i)]
