@@ -129,8 +129,14 @@ class Target:
 #: 1 / 2; routing 48 s / 440 s, the latter at router2's iteration limit for that rip-up).
 _ECP5_ROUTER = ("--router", "router2", "--tmg-ripup")
 
+#: nextpnr-ice40 promotes high-fanout clock enables to the 8 global buffers by default; at the
+#: UP5K reference's 81 % of the logic cells its HeAP placer then failed to legalise ("Unable to
+#: find legal placement", three seeds and designs in a row, and the SA placer failed on a flip-flop
+#: whose enable had been promoted), while with the enables on local routing it places in a minute.
+_ICE40_PLACE = ("--no-promote-ce",)
+
 TARGETS = {
-    "ice40-up5k": Target("ice40-up5k", "ice40", "iCE40UP5K", "SG48", ("--up5k", "--package", "sg48"),
+    "ice40-up5k": Target("ice40-up5k", "ice40", "iCE40UP5K", "SG48", ("--up5k", "--package", "sg48", *_ICE40_PLACE),
                          io=39, default_freq=48.0, bram_bits=4096, dsp_blocks=8, bram_blocks=30,
                          clock_pin="35"),      # IOT_46b_G0, the iCEBreaker's 12 MHz clock
     "ecp5-25k": Target("ecp5-25k", "ecp5", "LFE5U-25F", "CABGA381", ("--25k", "--package", "CABGA381", *_ECP5_ROUTER),

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from rnnaccel.sim.runner import (BUILD_ARGS, PRIMITIVE_BEHAVIOUR, TIMESCALE, SimulationError, _environ, _last_error,
-                                 _tail, _tool_path, check_build_dir, primitive_model, yosys_share)
+                                 _tail, _tool_path, bench_environment, check_build_dir, primitive_model, yosys_share)
 
 __all__ = ["NETLIST_FILE", "TOPLEVEL", "CELL_LIBRARIES", "BENCHES", "netlist_cells", "cell_models",
            "run_gatelevel"]
@@ -315,16 +315,8 @@ def run_gatelevel(synth_dir, build_dir, *, netlist=None, sim_dir=None, seed: int
     cells = netlist_cells(text)
     models = cell_models(text, family, sim_dir)
     sources = [netlist] + models
-    env = {
-        "RNNACCEL_BUILD_DIR": str(build_dir),
-        "RNNACCEL_RESULTS": str(results_json),
-        "RNNACCEL_SEED": str(seed),
-        "RNNACCEL_IDLE": repr(float(idle)),
-        "RNNACCEL_BACKPRESSURE": repr(float(backpressure)),
-        "RNNACCEL_THROUGHPUT_SEQUENCES": str(throughput_sequences),
-        "RNNACCEL_SIM": "icarus",
-        "RNNACCEL_PROGRESS": str(sim_dir / "progress"),
-    }
+    env = bench_environment(build_dir, results_json, seed, idle, backpressure, throughput_sequences, "icarus")
+    env["RNNACCEL_PROGRESS"] = str(sim_dir / "progress")
     if wrapper == "serial":
         top = report["top"]
         env |= {"RNNACCEL_BEAT_WIDTH": str(top["beat_width"]), "RNNACCEL_IN_BEATS": str(top["in_beats"]),

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["SIMULATORS", "TOPLEVEL", "TEST_MODULE", "SimulationError", "verilator_bin_dir", "run_bench",
+__all__ = ["SIMULATORS", "TOPLEVEL", "TEST_MODULE", "SimulationError", "verilator_bin_dir", "run_bench", "bench_environment",
            "check_build_dir", "VENDOR_MODELS", "PRIMITIVE_BEHAVIOUR", "primitive_model", "vendor_models",
            "instantiated_primitives", "yosys_share"]
 
@@ -513,6 +513,21 @@ def vendor_models(verilog: str, out_dir: Path) -> list[Path]:
     return out
 
 
+def bench_environment(build_dir, results_json, seed: int, idle: float, backpressure: float,
+                      throughput_sequences: int, sim: str) -> dict:
+    """The environment variables the cocotb benches (``sim/bench_top.py``, ``sim/bench_serial.py``)
+    read their parameters from."""
+    return {
+        "RNNACCEL_BUILD_DIR": str(build_dir),
+        "RNNACCEL_RESULTS": str(results_json),
+        "RNNACCEL_SEED": str(seed),
+        "RNNACCEL_IDLE": repr(float(idle)),
+        "RNNACCEL_BACKPRESSURE": repr(float(backpressure)),
+        "RNNACCEL_THROUGHPUT_SEQUENCES": str(throughput_sequences),
+        "RNNACCEL_SIM": sim,
+    }
+
+
 def check_build_dir(build_dir) -> Path:
     """The build directory as a Path; raises FileNotFoundError naming what is missing."""
     build_dir = Path(build_dir)
@@ -631,15 +646,7 @@ def run_bench(build_dir, sim: str = "verilator", *, seed: int = 0, idle: float =
         _store_objects(cache, sim_dir)
         build_s = time.monotonic() - t0
 
-        env = {
-            "RNNACCEL_BUILD_DIR": str(build_dir),
-            "RNNACCEL_RESULTS": str(results_json),
-            "RNNACCEL_SEED": str(seed),
-            "RNNACCEL_IDLE": repr(float(idle)),
-            "RNNACCEL_BACKPRESSURE": repr(float(backpressure)),
-            "RNNACCEL_THROUGHPUT_SEQUENCES": str(throughput_sequences),
-            "RNNACCEL_SIM": sim,
-        }
+        env = bench_environment(build_dir, results_json, seed, idle, backpressure, throughput_sequences, sim)
         progress = sim_dir / "progress"
         progress.unlink(missing_ok=True)
         env["RNNACCEL_PROGRESS"] = str(progress)
