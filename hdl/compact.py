@@ -464,7 +464,24 @@ class CompactLSTMLayer(wiring.Component):
             m.d.sync += [h_out[H - 1].eq(h_val), done.eq(done + 1)]
             m.d.sync += [h_wr_lane.eq(Mux(h_wr_lane == simd - 1, 0, h_wr_lane + 1)),
                          h_wr_k.eq(Mux(h_wr_lane == simd - 1, h_wr_k + 1, h_wr_k))]
-        m.d.sync += mac.eq(Mux(mac, ~(row_last & (r == R - 1)), step_start))
+        # The step's last beat and its last h_t element are flip-flops (a count of the beats left,
+        # a look-ahead on the element count): on the UP5K the comparisons in front of the FSM's
+        # state were its critical path (with the state's long routes, 26 ns).
+        beats = R * F
+        beats_left = Signal(range(beats), name="beats_left")
+        mac_last = Signal(name="mac_last")
+        with m.If(step_start):
+            m.d.sync += [beats_left.eq(beats - 1), mac_last.eq(beats == 1)]
+        with m.Elif(mac):
+            m.d.sync += [beats_left.eq(beats_left - 1), mac_last.eq(beats_left == 1)]
+        with m.Else():
+            m.d.sync += mac_last.eq(0)
+        h_last = Signal(name="h_last")     # the next h_t element is the step's last
+        with m.If(step_start):
+            m.d.sync += h_last.eq(H == 1)
+        with m.Elif(h_valid):
+            m.d.sync += h_last.eq(done == H - 2)
+        m.d.sync += mac.eq(Mux(mac, ~mac_last, step_start))
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 with m.If(self.i_stream.valid & (~o_valid | self.o_stream.ready)):
@@ -472,13 +489,13 @@ class CompactLSTMLayer(wiring.Component):
                     m.d.sync += [cur_first.eq(first), done.eq(0), h_wr_lane.eq(X % simd), h_wr_k.eq(X // simd)]
                     m.next = "MAC"
             with m.State("MAC"):
-                with m.If(row_last & (r == R - 1)):
+                with m.If(mac_last):
                     # The last beat: the input payload has been read, take it.
                     m.d.comb += self.i_stream.ready.eq(1)
                     m.d.sync += cur_last.eq(payload.last)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(h_valid & (done == H - 1)):
+                with m.If(h_valid & h_last):
                     m.d.sync += [o_valid.eq(1), self.o_stream.payload.last.eq(cur_last), first.eq(cur_last),
                                  parity.eq(~parity)]
                     m.next = "IDLE"
