@@ -191,8 +191,8 @@ class LSTMElementwise(_Elementwise):
     Notes
     -----
     Latency ``elementwise_latency("lstm")`` = 14 cycles: products (input and product registers),
-    exact sum f*c + i*g, cell state (rounding adder, then saturation)
-    (its rounding and saturation), the requantisation of the candidate unit's index (1),
+    exact sum f*c + i*g, cell state (its rounding adder, then its saturation), the requantisation
+    of the candidate unit's index (1),
     candidate unit (``TABLE_LATENCY``), o*phi(c) product (input and product registers), hidden
     state. Throughput
     one unit every 3 cycles (see above). Three multipliers (two without a forget gate), one candidate unit;
