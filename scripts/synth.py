@@ -672,10 +672,18 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         over = [bel for bel, e in util.items() if e["used"] > e["available"]]
         lines = _error_lines(plog)
         fit_words = DOES_NOT_FIT.search("\n".join(lines))
-        if over or fit_words:
+        if over:
             what = ", ".join(f"{bel} {util[bel]['used']}/{util[bel]['available']}" for bel in over)
+            raise DesignDoesNotFit(f"the design does not fit {tgt.device} {tgt.package}: {what}",
+                                   step="nextpnr", log=out / "nextpnr.log", lines=lines, utilisation=util, over=over)
+        if fit_words:
+            # Every resource within its count, but the placer gave up legalising (near full parts).
+            busiest = max(util.items(), key=lambda kv: kv[1]["used"] / max(kv[1]["available"], 1), default=None)
+            what = (f"; the fullest resource is {busiest[0]} {busiest[1]['used']}/{busiest[1]['available']}"
+                    if busiest else "")
             raise DesignDoesNotFit(
-                f"the design does not fit {tgt.device} {tgt.package}" + (f": {what}" if what else ""),
+                f"nextpnr could not place the design on {tgt.device} {tgt.package} although no resource is over "
+                f"its count{what}: the placer gave up; another --seed may place it",
                 step="nextpnr", log=out / "nextpnr.log", lines=lines, utilisation=util, over=over)
         raise ToolError(f"nextpnr failed (exit code {rc}) for {tgt.name}", step="nextpnr",
                         log=out / "nextpnr.log", lines=lines)

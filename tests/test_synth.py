@@ -363,3 +363,23 @@ def test_netlist_with_two_drivers_on_a_net_is_refused(tmp_path, monkeypatch):
     with pytest.raises(synth_flow.ToolError, match=r"1 nets with two drivers[\s\S]*Driver-driver conflict for tree"):
         synth_flow.synth(model, tmp_path, "ecp5-25k")
     assert not (tmp_path / "nextpnr.log").exists()
+
+
+def test_placer_that_gives_up_is_reported_with_the_fullest_resource(tmp_path, monkeypatch):
+    # Stand-ins: a Yosys that writes a netlist, a nextpnr-ice40 that prints its utilisation (nothing
+    # over its count) and then the HeAP placer's legalisation failure, as it does near full parts.
+    yosys = ("import pathlib; pathlib.Path('netlist.json').write_text('{}'); "
+             "pathlib.Path('yosys.log').write_text('End of script.')")
+    nextpnr = ("import sys; print('Info: Device utilisation:'); "
+               "print('Info: \\t         ICESTORM_LC:    4305/   5280    81%'); "
+               "print('Info: \\t        ICESTORM_RAM:      29/     30    96%'); "
+               "print('ERROR: Unable to find legal placement for all cells, design is probably at utilisation limit.'); "
+               "sys.exit(1)")
+    monkeypatch.setenv("RNNACCEL_YOSYS", f"{sys.executable} -c \"{yosys}\"")
+    monkeypatch.setenv("RNNACCEL_NEXTPNR_ICE40", f"{sys.executable} -c \"{nextpnr}\"")
+    model = random_model(2, 2, formats=SMALL_FORMATS)
+    with pytest.raises(synth_flow.DesignDoesNotFit,
+                       match=r"could not place the design on iCE40UP5K SG48 although no resource is over its "
+                             r"count; the fullest resource is ICESTORM_RAM 29/30: the placer gave up") as e:
+        synth_flow.synth(model, tmp_path, "ice40-up5k")
+    assert e.value.over == [] and e.value.utilisation["ICESTORM_LC"] == {"used": 4305, "available": 5280}
