@@ -40,7 +40,7 @@ from rnnaccel.golden.model import ConfigError, Model
 
 from .activation import activation_unit as _unit
 from .fixed import align, requantize, requantize_split, shape_of
-from .mvu import MatrixVectorUnit, fold_counter
+from .mvu import MatrixVectorUnit, fold_counter, last_beat_flag
 from .perf import GATE_LATENCY, compact_drain, compact_timing, mvu_latency
 from ._util import checked_init
 
@@ -467,15 +467,7 @@ class CompactLSTMLayer(wiring.Component):
         # The step's last beat and its last h_t element are flip-flops (a count of the beats left,
         # a look-ahead on the element count): on the UP5K the comparisons in front of the FSM's
         # state were its critical path (with the state's long routes, 26 ns).
-        beats = R * F
-        beats_left = Signal(range(beats), name="beats_left")
-        mac_last = Signal(name="mac_last")
-        with m.If(step_start):
-            m.d.sync += [beats_left.eq(beats - 1), mac_last.eq(beats == 1)]
-        with m.Elif(mac):
-            m.d.sync += [beats_left.eq(beats_left - 1), mac_last.eq(beats_left == 1)]
-        with m.Else():
-            m.d.sync += mac_last.eq(0)
+        mac_last = last_beat_flag(m, R * F, step_start, mac, name="mac_last")
         h_last = Signal(name="h_last")     # the next h_t element is the step's last
         with m.If(step_start):
             m.d.sync += h_last.eq(H == 1)

@@ -22,7 +22,7 @@ from rnnaccel.golden.model import Model
 from .activation import activation_unit as _unit
 from .dsp import registered_product
 from .fixed import align, requantize, requantize_split, shape_of
-from .mvu import MatrixVectorUnit, fold_counter, pack_banks
+from .mvu import MatrixVectorUnit, fold_counter, last_beat_flag, pack_banks
 from .perf import GATE_LATENCY, TABLE_LATENCY, elementwise_latency
 from .peephole import PeepholeLSTMElementwise
 from ._util import checked_init
@@ -804,13 +804,7 @@ class RecurrentLayer(wiring.Component):
         # a flip-flop too, from a count of the beats left: the fold and row counters' comparisons
         # and the FSM's state lay in front of those copies' long routes.
         beats = sum(ranges[i % len(ranges)][1] - ranges[i % len(ranges)][0] for i in range(R))
-        beats_left = Signal(range(beats), name="beats_left")
-        with m.If(accepted):
-            m.d.sync += [beats_left.eq(beats - 1), mac_done.eq(beats == 1)]
-        with m.Elif(mac):
-            m.d.sync += [beats_left.eq(beats_left - 1), mac_done.eq(beats_left == 1)]
-        with m.Else():
-            m.d.sync += mac_done.eq(0)
+        m.d.comb += mac_done.eq(last_beat_flag(m, beats, accepted, mac, name="mac_last"))
 
         with m.FSM():
             with m.State("IDLE"):

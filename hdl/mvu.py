@@ -17,7 +17,7 @@ from .spram import LoadableMemory
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
 
-__all__ = ["MatrixVectorUnit", "pack_banks", "fold_counter", "bias_rom", "BIAS_ROM_GROUP"]
+__all__ = ["MatrixVectorUnit", "pack_banks", "fold_counter", "last_beat_flag", "bias_rom", "BIAS_ROM_GROUP"]
 
 #: Words per first-level group of :func:`bias_rom`: one LUT4 per bit for 16 words.
 BIAS_ROM_GROUP = 16
@@ -161,6 +161,27 @@ def fold_counter(m, fold_ranges, rows: int, enable, *, prefix: str = ""):
         with m.Else():
             m.d.sync += k.eq(k + 1)
     return k, g, r, first, last
+
+
+def last_beat_flag(m, beats: int, start, running, *, name: str = "last_beat") -> Signal:
+    """A flip-flop that is high in the last of ``beats`` consecutive beats: the beats follow the
+    cycle of ``start`` one per cycle while ``running`` (a count of the beats left, so that no
+    counter comparison lies in front of the flag's consumers).
+
+    Returns
+    -------
+    Signal
+        High in the cycle of the last beat (``start`` in cycle c: the cycle c + beats).
+    """
+    left = Signal(range(max(beats, 2)), name=f"{name}_left")
+    flag = Signal(name=name)
+    with m.If(start):
+        m.d.sync += [left.eq(beats - 1), flag.eq(beats == 1)]
+    with m.Elif(running):
+        m.d.sync += [left.eq(left - 1), flag.eq(left == 1)]
+    with m.Else():
+        m.d.sync += flag.eq(0)
+    return flag
 
 
 class MatrixVectorUnit(wiring.Component):
