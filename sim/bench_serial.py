@@ -43,8 +43,8 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from rnnaccel.golden.fixed import QFormat
 from rnnaccel.hdl.wrapper import pack_vector
-from rnnaccel.sim.bench_top import (CLOCK_NS, FIRST_MISMATCHES, HandshakeMonitor, Scoreboard, _env_float, _env_int,
-                                    _pauses)
+from rnnaccel.sim.bench_top import (CLOCK_NS, FIRST_MISMATCHES, HandshakeMonitor, Scoreboard, _env_int,
+                                    _pauses, bench_params)
 from rnnaccel.sim.vectors import load_vectors
 
 
@@ -124,13 +124,9 @@ def _rows(data: list, last: list, out_beats: int, width: int, board: Scoreboard,
 async def test_serial_top(dut):
     """Bit-exact check of every output through the byte-serial top, tlast placement, and cycles per step."""
     wall0 = time.monotonic()
-    build = Path(os.environ["RNNACCEL_BUILD_DIR"])
-    results_path = Path(os.environ.get("RNNACCEL_RESULTS") or build / "results.json")
-    seed = _env_int("RNNACCEL_SEED", 0)
-    idle = _env_float("RNNACCEL_IDLE", 0.3)
-    backpressure = _env_float("RNNACCEL_BACKPRESSURE", 0.3)
-    n_tp = _env_int("RNNACCEL_THROUGHPUT_SEQUENCES", 2)
-    simulator = os.environ.get("RNNACCEL_SIM") or cocotb.SIM_NAME
+    prm = bench_params()
+    build, results_path, seed, simulator = prm["build"], prm["results_path"], prm["seed"], prm["simulator"]
+    idle, backpressure, n_tp = prm["idle"], prm["backpressure"], prm["n_tp"]
     width = _env_required("RNNACCEL_BEAT_WIDTH")
     in_beats = _env_required("RNNACCEL_IN_BEATS")
     out_beats = _env_required("RNNACCEL_OUT_BEATS")

@@ -228,17 +228,27 @@ async def _receive(sink, count: int, budget_cycles: list[int], progress: Path | 
     return lengths, None
 
 
+def bench_params() -> dict:
+    """The parameters every bench reads from the environment (the runner's
+    :func:`rnnaccel.sim.runner.bench_environment`): ``build``, ``results_path``, ``seed``, ``idle``,
+    ``backpressure``, ``n_tp`` (throughput-phase sequences), ``simulator``."""
+    build = Path(os.environ["RNNACCEL_BUILD_DIR"])
+    return {"build": build,
+            "results_path": Path(os.environ.get("RNNACCEL_RESULTS") or build / "results.json"),
+            "seed": _env_int("RNNACCEL_SEED", 0),
+            "idle": _env_float("RNNACCEL_IDLE", 0.3),
+            "backpressure": _env_float("RNNACCEL_BACKPRESSURE", 0.3),
+            "n_tp": _env_int("RNNACCEL_THROUGHPUT_SEQUENCES", 2),
+            "simulator": os.environ.get("RNNACCEL_SIM") or cocotb.SIM_NAME}
+
+
 @cocotb.test()
 async def test_top(dut):
     """Bit-exact check of every h_t, frame boundaries, and steady-state cycles per timestep."""
     wall0 = time.monotonic()
-    build = Path(os.environ["RNNACCEL_BUILD_DIR"])
-    results_path = Path(os.environ.get("RNNACCEL_RESULTS") or build / "results.json")
-    seed = _env_int("RNNACCEL_SEED", 0)
-    idle = _env_float("RNNACCEL_IDLE", 0.3)
-    backpressure = _env_float("RNNACCEL_BACKPRESSURE", 0.3)
-    n_tp = _env_int("RNNACCEL_THROUGHPUT_SEQUENCES", 2)
-    simulator = os.environ.get("RNNACCEL_SIM") or cocotb.SIM_NAME
+    prm = bench_params()
+    build, results_path, seed, simulator = prm["build"], prm["results_path"], prm["seed"], prm["simulator"]
+    idle, backpressure, n_tp = prm["idle"], prm["backpressure"], prm["n_tp"]
 
     summary = json.loads((build / "summary.json").read_text())
     m = summary["model"]
