@@ -256,12 +256,7 @@ async def test_serial_top(dut):
         errors.append(f"cycles per timestep through the wrapper measured {min(intervals)}..{max(intervals)}, "
                       f"model {cpt_wrapped}")
 
-    if board.mismatches:
-        errors.append(f"{board.mismatches} output(s) differ from the golden model")
-    if board.tlast_errors:
-        errors.append(f"{board.tlast_errors} output(s) with wrong tlast")
-    if board.state_mismatches:
-        errors.append(f"{board.state_mismatches} sequence(s) with wrong final states")
+    errors += board.errors("output")
 
     results = {
         "simulator": simulator,

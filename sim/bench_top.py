@@ -154,6 +154,18 @@ class Scoreboard:
                 if len(self.first) < FIRST_MISMATCHES:
                     self.first.append({"phase": phase, "sequence": s, "final_states": "differ"})
 
+    def errors(self, tlast_unit: str = "beat") -> list[str]:
+        """The board's verdicts as error lines (none when everything matched); ``tlast_unit`` names
+        what a wrong ``tlast`` was counted on."""
+        out = []
+        if self.mismatches:
+            out.append(f"{self.mismatches} output(s) differ from the golden model")
+        if self.tlast_errors:
+            out.append(f"{self.tlast_errors} {tlast_unit}(s) with wrong tlast")
+        if self.state_mismatches:
+            out.append(f"{self.state_mismatches} sequence(s) with wrong final states")
+        return out
+
     def check(self, beats: list[int], lasts: list[bool], steps: np.ndarray, phase: str):
         """Compare received ``beats`` with the expected values of global step indices ``steps``."""
         unknown = [b is None for b in beats]
@@ -383,12 +395,7 @@ async def test_top(dut):
                       f"model {period_model}")
     if cpt and not cpt["min"] == cpt["max"] == cpt_model:
         errors.append(f"cycles per timestep measured {cpt['min']}..{cpt['max']}, model {cpt_model}")
-    if board.mismatches:
-        errors.append(f"{board.mismatches} output(s) differ from the golden model")
-    if board.tlast_errors:
-        errors.append(f"{board.tlast_errors} beat(s) with wrong tlast")
-    if board.state_mismatches:
-        errors.append(f"{board.state_mismatches} sequence(s) with wrong final states")
+    errors += board.errors("beat")
 
     results = {
         "simulator": simulator,
