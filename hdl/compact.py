@@ -104,9 +104,10 @@ def serial_product(m: Module, a, b, start, *, name: str):
     hi = Signal(signed(wa + 1), name=f"{name}_hi", reset_less=True)
     lo = Signal(wb, name=f"{name}_lo", reset_less=True)
     count = Signal(range(wb + 1), name=f"{name}_count")
+    # ``busy`` and ``last`` (the final bit) are flip-flops beside the count: on the UP5K the count
+    # comparisons in front of the stages' state enables were critical paths.
     busy = Signal(name=f"{name}_busy")
-    m.d.comb += busy.eq(count != 0)
-    last = count == 1
+    last = Signal(name=f"{name}_last")
     addend = Signal(signed(wa + 1), name=f"{name}_addend")
     if b_shape.signed:
         m.d.comb += addend.eq(Mux(lo[0], Mux(last, -a_r, a_r), 0))
@@ -115,9 +116,10 @@ def serial_product(m: Module, a, b, start, *, name: str):
     s = Signal(signed(wa + 2), name=f"{name}_sum")
     m.d.comb += s.eq(hi + addend)
     with m.If(start):
-        m.d.sync += [a_r.eq(a), hi.eq(0), lo.eq(b), count.eq(wb)]
+        m.d.sync += [a_r.eq(a), hi.eq(0), lo.eq(b), count.eq(wb), busy.eq(1), last.eq(wb == 1)]
     with m.Elif(busy):
-        m.d.sync += [hi.eq(s >> 1), lo.eq(Cat(lo[1:], s[0])), count.eq(count - 1)]
+        m.d.sync += [hi.eq(s >> 1), lo.eq(Cat(lo[1:], s[0])), count.eq(count - 1), last.eq(count == 2),
+                     busy.eq(~last)]
     product = Signal((a * b).shape(), name=f"{name}_p")
     m.d.comb += product.eq(Cat(lo, hi).as_signed())
     return product, busy
@@ -242,15 +244,21 @@ class CompactLSTMLayer(wiring.Component):
         r_next = Signal.like(r, name="r_next")
         m.d.comb += [bias_read.eq(k_next == 0),
                      r_next.eq(Mux(mac & (k == F - 1), Mux(r == R - 1, 0, r + 1), r))]
+        # Addresses are bit fields, no adders (the read address was a critical path on the UP5K):
+        # chunk k of half j at j * 2**kb + k, row r's biases at 2**hb + r.
+        kb = max((F - 1).bit_length(), 1)
+        hb = max(kb + 1, (R - 1).bit_length())
+        h_depth = (1 << hb) + R if ext_bias else 2 << kb
         bias_rd = []
         for s in range(simd):
-            hmem = memory.Memory(shape=dshape, depth=2 * F + (R if ext_bias else 0),
-                                 init=[0] * (2 * F) + bias_words[s] if ext_bias else [])
+            hmem = memory.Memory(shape=dshape, depth=h_depth,
+                                 init=[0] * (1 << hb) + bias_words[s] if ext_bias else [])
             m.submodules[f"h_prev{s}"] = hmem
             rd, wr = hmem.read_port(), hmem.write_port()
-            h_addr = Mux(parity, 0, F) + k_next
-            m.d.comb += [rd.addr.eq(Mux(bias_read, 2 * F + r_next, h_addr) if ext_bias else h_addr),
-                         wr.addr.eq(Mux(parity, F, 0) + h_wr_k),
+            h_addr = Cat(k_next[:kb], ~parity)
+            m.d.comb += [rd.addr.eq(Mux(bias_read, Cat(r_next, Const(0, hb - len(r_next)), 1), h_addr)
+                                    if ext_bias else h_addr),
+                         wr.addr.eq(Cat(h_wr_k[:kb], parity)),
                          wr.data.eq(h_val), wr.en.eq(h_write & (h_wr_lane == s))]
             bias_rd.append(rd.data)
             x_chunks = -(-(X - s) // simd)                # chunks in which lane s holds an x element
@@ -258,17 +266,26 @@ class CompactLSTMLayer(wiring.Component):
             xs = [payload.data[kk * simd + s] for kk in range(x_chunks)]
             x_lane = Array(xs)[k] if len(xs) > 1 else (xs[0] if xs else Const(0, dshape))
             lane = Mux(k < x_chunks, x_lane, Mux((k < h_chunks) & ~cur_first, rd.data, 0))
-            m.d.comb += mvu.i_stream.payload[s].eq(lane)
-        m.d.comb += mvu.i_stream.valid.eq(mac)
+            # A register in front of the matrix-vector unit (COMPACT_INPUT_REG): on the UP5K the
+            # multiplexer over the x_t chunks and the route to the DSP blocks' input were one path.
+            lane_r = Signal(dshape, name=f"lane{s}", reset_less=True)
+            m.d.sync += lane_r.eq(lane)
+            m.d.comb += mvu.i_stream.payload[s].eq(lane_r)
+        mac_r = Signal(name="mac_r")
+        m.d.sync += mac_r.eq(mac)
+        m.d.comb += mvu.i_stream.valid.eq(mac_r)
         if ext_bias:
-            # Row r's biases: read in the cycle before its first beat (c - 1), held from c + 1 to
-            # c + F, taken by the accumulator in cycle c + mvu_latency - 1 (<= c + F).
+            # Row r's biases: read in the cycle before its first beat (c - 1), held in bias_reg from
+            # c + 1 to c + F and in its copy beside the accumulators (a long route on the UP5K) from
+            # c + 2 to c + F + 1; the row's first beat reaches the matrix-vector unit in c + 1 (the
+            # lane registers), whose accumulator takes them in c + mvu_latency (<= c + F + 1).
             bias_d = Signal(name="bias_read_d")
             bias_reg = Signal(pe * bw, name="bias_reg", reset_less=True)
-            m.d.sync += bias_d.eq(bias_read)
+            bias_acc = Signal(pe * bw, name="bias_acc", reset_less=True)
+            m.d.sync += [bias_d.eq(bias_read), bias_acc.eq(bias_reg)]
             with m.If(bias_d):
                 m.d.sync += bias_reg.eq(Cat(*bias_rd)[:pe * bw])
-            m.d.comb += [mvu.bias_in[p_].eq(bias_reg[p_ * bw:(p_ + 1) * bw]) for p_ in range(pe)]
+            m.d.comb += [mvu.bias_in[p_].eq(bias_acc[p_ * bw:(p_ + 1) * bw]) for p_ in range(pe)]
 
         # ---- the shared activation unit ------------------------------------------------------------
         # Row accumulators: the pe values of a row are shifted out one per cycle (lane 0 first).
@@ -377,6 +394,11 @@ class CompactLSTMLayer(wiring.Component):
                 m.d.sync += fc.eq(c_prev)
         c_sum = Signal(signed(max(len(fc) + frac - fc_frac, len(ig) + frac - ig_frac) + 1), name="c_sum", reset_less=True)
         c_new = Signal(cshape, name="c_new", reset_less=True)
+        # c_sum in two cycles, low half (and its carry) first: one carry chain of len(c_sum) bits
+        # was a critical path on the UP5K.
+        fc_al, ig_al = align(fc, fc_frac, frac), align(ig, ig_frac, frac)
+        lo_bits = len(c_sum) // 2
+        c_lo = Signal(lo_bits + 1, name="c_sum_lo", reset_less=True)
         a_idx = Signal(signed(units["cand"].in_fmt.width), name="a_idx", reset_less=True)
         a_o = Signal(gshape[rows[-1].name], name="a_o_out", reset_less=True)
         a_hand = Signal(name="a_hand")             # stage A offers its unit to stage B
@@ -401,8 +423,12 @@ class CompactLSTMLayer(wiring.Component):
                 m.next = "MUL"
             with m.State("MUL"):
                 with m.If(~ig_busy):
-                    m.d.sync += c_sum.eq(align(fc, fc_frac, frac) + align(ig, ig_frac, frac))
-                    m.next = "CELL"
+                    m.d.sync += c_lo.eq(fc_al[:lo_bits] + ig_al[:lo_bits])
+                    m.next = "SUM"
+            with m.State("SUM"):
+                # The high half with the low half's carry (the products are held).
+                m.d.sync += c_sum.eq(Cat(c_lo[:lo_bits], (fc_al >> lo_bits) + (ig_al >> lo_bits) + c_lo[lo_bits]))
+                m.next = "CELL"
             with m.State("CELL"):
                 m.d.sync += c_new.eq(requantize(c_sum, QFormat(63, frac), fm.cell, model.rounding, model.overflow))
                 m.next = "INDEX"
@@ -474,12 +500,20 @@ class CompactLSTMLayer(wiring.Component):
         with m.Elif(h_valid):
             m.d.sync += h_last.eq(done == H - 2)
         m.d.sync += mac.eq(Mux(mac, ~mac_last, step_start))
+        # The step starts the cycle after its condition (COMPACT_START): a flip-flop drives the
+        # many resets of a start (from the stream handshakes these were the UP5K's critical path).
+        # The condition holds: the producer holds its input until ready, and the output taken
+        # (o_valid & ready) leaves o_valid low.
+        go = Signal(name="step_go")
+        m.d.comb += step_start.eq(go)
+        m.d.sync += go.eq(0)
         with m.FSM(name="control"):
             with m.State("IDLE"):
-                with m.If(self.i_stream.valid & (~o_valid | self.o_stream.ready)):
-                    m.d.comb += step_start.eq(1)
+                with m.If(go):
                     m.d.sync += [cur_first.eq(first), done.eq(0), h_wr_lane.eq(X % simd), h_wr_k.eq(X // simd)]
                     m.next = "MAC"
+                with m.Elif(self.i_stream.valid & (~o_valid | self.o_stream.ready)):
+                    m.d.sync += go.eq(1)
             with m.State("MAC"):
                 with m.If(mac_last):
                     # The last beat: the input payload has been read, take it.

@@ -111,7 +111,8 @@ def layer_cycles(model: Model) -> int:
     if model.schedule == "compact":
         # hdl/compact.py: the start, the beats, the last row out of the matrix-vector unit, the
         # drain through the shared activation unit and the serial element-wise stages.
-        return mac_cycles(model) + mvu_latency(model.simd) + compact_drain(model)
+        return COMPACT_START + mac_cycles(model) + COMPACT_INPUT_REG + mvu_latency(model.simd) \
+            + compact_drain(model)
     if model.cell == "gru_rb":
         # Two phases (hdl/gru_rb.py); the nh accumulators go straight to the element-wise stage.
         return 1 + mac_cycles(model) + gru_rb_phase_gap(model) + mvu_latency(model.simd) \
@@ -127,8 +128,12 @@ def layer_cycles(model: Model) -> int:
 #: unit registers).
 COMPACT_PENDING = 2 + GATE_LATENCY
 #: Compact stage A, besides the ``w`` product cycles: from seeing a unit pending to offering it to
-#: stage B (take and read c, start, sum, cell state, tanh index).
-COMPACT_A = 5
+#: stage B (take and read c, start, sum in two halves, cell state, tanh index).
+COMPACT_A = 6
+#: Compact layer: the step starts the cycle after its condition (a flip-flop drives the start).
+COMPACT_START = 1
+#: Compact layer: the register between the vector multiplexers and the matrix-vector unit.
+COMPACT_INPUT_REG = 1
 #: Compact stage B, besides the ``w`` product cycles: from taking a unit to taking the next one
 #: (look-up request, GATE_LATENCY look-up, start, hidden state).
 COMPACT_B = 4 + GATE_LATENCY

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,6 +107,9 @@ class WeightLoader(wiring.Component):
     w_stream : In(stream.Signature(signed(lane_width)))
         One weight code per beat; ready until the last word is written (then never again until reset).
     load : Out(load_bus_layout(len(depths), max(depths), lanes * lane_width))
+    image_last : Out(1)
+        The next beat taken is the image's last (for a consumer that keeps its own copy of
+        ``w_stream.ready``: it falls at the edge that takes that beat).
     done : Out(1)
         All words written, two cycles after the last beat (the write cycle and one more, so that a
         single-port memory is never read in the cycle of its last write).
@@ -124,7 +127,7 @@ class WeightLoader(wiring.Component):
         self.lanes, self.lane_width = int(lanes), int(lane_width)
         self.layout = load_bus_layout(len(self.depths), max(self.depths), self.lanes * self.lane_width)
         super().__init__({"w_stream": In(stream.Signature(signed(self.lane_width))),
-                          "load": Out(self.layout), "done": Out(1)})
+                          "load": Out(self.layout), "image_last": Out(1), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -134,27 +137,36 @@ class WeightLoader(wiring.Component):
         lane = Signal(range(max(lanes, 2)))
         shift = Signal(max((lanes - 1) * bits, 1))
         final = Signal()
-        last_addr = Mux(sel == 0, self.depths[0] - 1, 0)
+        # Flags for the conditions of the next beat, kept as flip-flops (on the UP5K the address
+        # comparison in front of ``final``'s enable was the critical path, 26 ns): the beat ends a
+        # word, the word is its memory's last, the memory is the last.
+        lane_last = Signal(init=int(lanes == 1))
+        addr_last = Signal(init=int(self.depths[0] == 1))
+        sel_last = Signal(init=int(n == 1))
+        # The memory after ``sel``: its last address is 0 (for ``addr_last`` on a memory change).
+        next_single = Array(Const(int(d == 1), 1) for d in self.depths[1:] + (1,))[sel] if n > 1 else Const(1, 1)
+        # ``addr + 1`` is the memory's last address (for ``addr_last`` on a word).
+        before_last = addr == self.depths[0] - 2
         for i, d in enumerate(self.depths[1:], 1):
-            last_addr = Mux(sel == i, d - 1, last_addr)
+            before_last = Mux(sel == i, addr == d - 2, before_last)
         s = self.w_stream
-        m.d.comb += s.ready.eq(~self.done & ~final)
+        m.d.comb += [s.ready.eq(~self.done & ~final), self.image_last.eq(lane_last & addr_last & sel_last)]
         word = Cat(shift[:(lanes - 1) * bits], s.payload) if lanes > 1 else s.payload.as_unsigned()
         m.d.sync += self.load.en.eq(0)
         with m.If(s.valid & s.ready):
-            with m.If(lane == lanes - 1):
-                m.d.sync += [lane.eq(0), self.load.en.eq(1), self.load.sel.eq(sel),
-                             self.load.addr.eq(addr), self.load.word.eq(word)]
-                with m.If(addr == last_addr):
-                    m.d.sync += addr.eq(0)
-                    with m.If(sel == n - 1):
+            with m.If(lane_last):
+                m.d.sync += [lane.eq(0), lane_last.eq(lanes == 1), self.load.en.eq(1),
+                             self.load.sel.eq(sel), self.load.addr.eq(addr), self.load.word.eq(word)]
+                with m.If(addr_last):
+                    m.d.sync += [addr.eq(0), addr_last.eq(next_single)]
+                    with m.If(sel_last):
                         m.d.sync += final.eq(1)
                     with m.Else():
-                        m.d.sync += sel.eq(sel + 1)
+                        m.d.sync += [sel.eq(sel + 1), sel_last.eq(sel == n - 2)]
                 with m.Else():
-                    m.d.sync += addr.eq(addr + 1)
+                    m.d.sync += [addr.eq(addr + 1), addr_last.eq(before_last)]
             with m.Else():
-                m.d.sync += lane.eq(lane + 1)
+                m.d.sync += [lane.eq(lane + 1), lane_last.eq(lane == lanes - 2)]
                 if lanes > 1:
                     m.d.sync += shift.eq(Cat(shift[bits:], s.payload) if lanes > 2 else s.payload)
         # ``final`` rises with the last write on the bus; ``done`` a cycle after that write.

@@ -31,6 +31,9 @@ class Accelerator(wiring.Component):
         Only if ``plan`` loads weight memories (SPRAM): the codes of
         :func:`~rnnaccel.hdl.memory_plan.weight_image`, one per beat, after reset. Ready until the
         last one is taken; ``i_stream`` is not ready before the load is complete.
+    w_last : Out(1)
+        Only with ``w_stream``: the next weight beat taken is the last (``w_stream.ready`` falls
+        at the edge that takes it), for a wrapper that keeps its own copy of ``ready``.
     i_stream : In(stream.Signature(network_input_layout(model)))
         ``x_t``, one beat per timestep; ``last`` ends a sequence (the state resets after it);
         with ``model.initial_state`` also ``h0`` (and ``c0``) of every layer, read on the first beat.
@@ -58,6 +61,7 @@ class Accelerator(wiring.Component):
             mems = plan.loaded_placements()
             self._loader = WeightLoader([p.depth for p in mems], model.simd, model.formats.weight.width)
             ports["w_stream"] = self._loader.signature.members["w_stream"]
+            ports["w_last"] = self._loader.signature.members["image_last"]
         net = self._network.signature.members
         ports |= {"i_stream": net["i_stream"], "o_stream": net["o_stream"]}
         super().__init__(ports)
@@ -71,6 +75,7 @@ class Accelerator(wiring.Component):
             return m
         m.submodules.loader = loader = self._loader
         wiring.connect(m, wiring.flipped(self.w_stream), loader.w_stream)
+        m.d.comb += self.w_last.eq(loader.image_last)
         m.d.comb += net.load.eq(loader.load)
         # Inputs wait for the weights.
         m.d.comb += [net.i_stream.payload.eq(self.i_stream.payload),

@@ -157,7 +157,11 @@ class SerialisedTop(wiring.Component):
         loading = Const(0)
         if "w_stream" in acc.signature.members:
             nb = self.weight_code_beats
-            loading = acc.w_stream.ready
+            # The wrapper's own copy of the loader's ``ready`` (falls at the edge that takes the
+            # last code): the loader's flag, across the chip, drove the byte path's enables on the UP5K.
+            loading = Signal(init=1, name="loading")
+            with m.If(acc.w_stream.valid & acc.w_stream.ready & acc.w_last):
+                m.d.sync += loading.eq(0)
             w_buf = Signal(nb * w, reset_less=True)
             w_idx = Signal(range(max(nb, 2)))
             w_full = Signal()

@@ -193,8 +193,9 @@ def test_compact_predicts_no_elementwise_multipliers_and_one_table():
     assert perf.multiplier_count(pipelined)["total"] == 8 + 2 * 3
     assert perf.memory_bits(compact)["tables"] == 2048 * 16
     assert perf.memory_bits(pipelined)["tables"] == 2 * 3 * 2048 * 16
-    # Cycles: the matrix-vector bound plus the drain of the last unit group (hdl/perf.compact_drain).
-    assert perf.layer_cycles(compact) == 1024 + perf.mvu_latency(4) + perf.compact_drain(compact)
+    # Cycles: the registered start, the matrix-vector bound, the input register, and the drain of
+    # the last unit group (hdl/perf.compact_drain).
+    assert perf.layer_cycles(compact) == 1 + 1024 + 1 + perf.mvu_latency(4) + perf.compact_drain(compact)
     # The UP5K reference keeps its 2 x 32-bit biases in the h_{t-1} memories (4 lanes of 16 bits).
     assert compact.bias.width == 32 and biases_in_memory(compact)
 
