@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In
 
 from rnnaccel.golden import layer as golden_layer
 from rnnaccel.golden.activation import shared_gate_offset
@@ -155,6 +156,11 @@ class CompactLSTMLayer(wiring.Component):
         (``ready``) at their end: the producer must hold it, as a stream's producer does until ready.
     o_stream : Out(stream.Signature(vector_layout(data.width, H)))
         ``h_t`` for every step, ``last`` copied from the input.
+    o_rotate : In(1)
+        Serial read-out of the output register: while ``o_stream.valid``, rotate ``h_t`` by one
+        element (element ``j + 1`` moves to ``j``, element 0 to ``H - 1``) at the clock edge. ``H``
+        rotations restore it. A byte wrapper reads element 0 after each rotation instead of copying
+        the whole vector (:class:`~rnnaccel.hdl.wrapper.SerialisedTop`); tie it low otherwise.
 
     Notes
     -----
@@ -186,7 +192,8 @@ class CompactLSTMLayer(wiring.Component):
         self.load_layout = load_layout
         units = golden_layer.activation_units(model)
         self.gate_offset = shared_gate_offset(units["gate"], units["cand"])
-        super().__init__(layer_signature(model, False, False, load_layout if self.loaded else None))
+        super().__init__(layer_signature(model, False, False, load_layout if self.loaded else None)
+                         | {"o_rotate": In(1)})
 
     def elaborate(self, platform):
         from .layer import layer_banks
@@ -485,9 +492,13 @@ class CompactLSTMLayer(wiring.Component):
         cur_last = Signal()
         done = Signal(range(H + 1), name="h_count")
         m.d.comb += h_write.eq(h_valid)
-        with m.If(h_valid):
+        # h_out shifts by one element for a new h_t element or a read-out rotation (o_rotate, only
+        # while the output is valid, when no element comes): one multiplexer, at the tail.
+        with m.If(h_valid | self.o_rotate):
             m.d.sync += [h_out[j].eq(h_out[j + 1]) for j in range(H - 1)]
-            m.d.sync += [h_out[H - 1].eq(h_val), done.eq(done + 1)]
+            m.d.sync += h_out[H - 1].eq(Mux(h_valid, h_val, h_out[0]))
+        with m.If(h_valid):
+            m.d.sync += done.eq(done + 1)
             m.d.sync += [h_wr_lane.eq(Mux(h_wr_lane == simd - 1, 0, h_wr_lane + 1)),
                          h_wr_k.eq(Mux(h_wr_lane == simd - 1, h_wr_k + 1, h_wr_k))]
         # The step's last beat and its last h_t element are flip-flops (a count of the beats left,

@@ -28,7 +28,15 @@ from .mvu import MatrixVectorUnit, fold_counter, pack_banks
 from .perf import head_parallelism, mvu_latency
 from ._util import checked_init
 
-__all__ = ["DenseHead", "BidirectionalLayer", "Network", "network_input_layout"]
+__all__ = ["DenseHead", "BidirectionalLayer", "Network", "network_input_layout", "rotating_output"]
+
+
+def rotating_output(model: Model) -> bool:
+    """Whether the network's output register can be read out element by element by rotation
+    (``o_rotate``, :class:`~rnnaccel.hdl.compact.CompactLSTMLayer`): one compact layer, no head,
+    no final states; the output payload is then that layer's ``h_t`` register."""
+    return (model.schedule == "compact" and model.num_layers == 1 and not model.bidirectional
+            and not model.head_size and not model.final_state)
 
 
 def final_state_fields(model: Model, n: int) -> dict:
@@ -335,6 +343,8 @@ class Network(wiring.Component):
         Only if the plan loads weight memories: the load bus, broadcast to their layers.
     i_stream : In(stream.Signature(network_input_layout(model)))
     o_stream : Out(stream.Signature(vector_layout(data.width, output_size)))
+    o_rotate : In(1)
+        Only if :func:`rotating_output`: the compact layer's output read-out rotation.
 
     Notes
     -----
@@ -352,6 +362,8 @@ class Network(wiring.Component):
         self.plan = plan
         self.load_layout = plan.load_layout() if plan is not None else None
         ports = {"load": In(self.load_layout)} if self.load_layout is not None else {}
+        if rotating_output(model):
+            ports["o_rotate"] = In(1)
         super().__init__(ports | {
             "i_stream": In(stream.Signature(network_input_layout(model))),
             "o_stream": Out(stream.Signature(network_output_layout(model))),
@@ -428,6 +440,8 @@ class Network(wiring.Component):
                     src_states = {n: view[n] for n in ("h0", "c0") if n in src_states}
             src_stream = st.o_stream
 
+        if rotating_output(model):
+            m.d.comb += stages[0].o_rotate.eq(self.o_rotate)
         # Output selection.
         out = self.o_stream
         m.d.comb += [out.payload.data.eq(src_stream.payload.data), out.payload.last.eq(src_stream.payload.last)]

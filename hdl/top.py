@@ -31,6 +31,9 @@ class Accelerator(wiring.Component):
         Only if ``plan`` loads weight memories (SPRAM): the codes of
         :func:`~rnnaccel.hdl.memory_plan.weight_image`, one per beat, after reset. Ready until the
         last one is taken; ``i_stream`` is not ready before the load is complete.
+    o_rotate : In(1)
+        Only for one compact layer (:func:`~rnnaccel.hdl.network.rotating_output`): rotate the
+        output register by one element (see :class:`~rnnaccel.hdl.compact.CompactLSTMLayer`).
     w_last : Out(1)
         Only with ``w_stream``: the next weight beat taken is the last (``w_stream.ready`` falls
         at the edge that takes it), for a wrapper that keeps its own copy of ``ready``.
@@ -64,12 +67,16 @@ class Accelerator(wiring.Component):
             ports["w_last"] = self._loader.signature.members["image_last"]
         net = self._network.signature.members
         ports |= {"i_stream": net["i_stream"], "o_stream": net["o_stream"]}
+        if "o_rotate" in net:
+            ports["o_rotate"] = net["o_rotate"]
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.network = net = self._network
         wiring.connect(m, net.o_stream, wiring.flipped(self.o_stream))
+        if "o_rotate" in net.signature.members:
+            m.d.comb += net.o_rotate.eq(self.o_rotate)
         if self._loader is None:
             wiring.connect(m, wiring.flipped(self.i_stream), net.i_stream)
             return m

@@ -113,6 +113,10 @@ class SerialisedTop(wiring.Component):
     m_axis_tready : In(1)
     in_beats, out_beats : int
         Beats per ``x_t`` / ``h_t`` vector.
+    rotating : bool
+        The rotating read-out is used (below).
+    cycles_per_timestep : int
+        Cycles per timestep with free-running streams (the throughput below).
 
     Notes
     -----
@@ -129,6 +133,13 @@ class SerialisedTop(wiring.Component):
     when the streams run freely; latency adds ``in_beats + 1`` cycles in front of the accelerator
     and one behind it. Cost beside the accelerator: ``(in_beats + out_beats) * width`` flip-flops
     with their enables, a one-hot input beat position and an output beat counter.
+
+    Rotating read-out (``rotating``: one compact layer, :func:`~rnnaccel.hdl.network.rotating_output`,
+    and whole beats per code): no shift register of ``h_t``. The serialiser copies element 0 of the
+    accelerator's output register into a one-element register, rotates the output register by one
+    element (``o_rotate``) and repeats; after the last element it takes the output (``ready``, a
+    register). The accelerator's next step waits for that: ``max(beats per code, 2) * (H - 1) + 1``
+    cycles more per step (on the UP5K reference 63 of 1181, for about 1,000 fewer logic cells).
     """
 
     @checked_init
@@ -146,7 +157,23 @@ class SerialisedTop(wiring.Component):
         self.out_beats = -(-self.out_bits // width)
         self.plan = plan
         self.weight_code_beats = -(-model.formats.weight.width // width)
+        # Read-out by rotation of the accelerator's output register (one compact layer, whole
+        # beats per code): no copy of h_t in the wrapper.
+        from .network import rotating_output
+        self.rotating = rotating_output(model) and self.code_width % width == 0
+        self.cycles_per_timestep = self._cycles_per_timestep()
         super().__init__(axis_ports(width, width))
+
+    def _cycles_per_timestep(self) -> int:
+        """Cycles per timestep with free-running streams: the accelerator's, or a vector transfer if
+        longer; with the rotating read-out the accelerator also waits for its output to be read
+        (one element every ``max(beats per code, 2)`` cycles, the last one then taken)."""
+        from . import perf
+        step = perf.cycles_per_timestep(self.model)
+        if self.rotating:
+            k, n = self.code_width // self.width, self.out_bits // self.code_width
+            step += max(k, 2) * (n - 1) + 1
+        return max(step, self.in_beats + 1, self.out_beats + 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -201,6 +228,9 @@ class SerialisedTop(wiring.Component):
         with m.If(acc.i_stream.valid & acc.i_stream.ready):
             m.d.sync += in_full.eq(0)
 
+        if self.rotating:
+            self._rotating_serialiser(m, acc)
+            return m
         # -- serialiser: h_t -> a shift register of its own -> beats ---------------------------------
         # The wrapper takes h_t from the accelerator's output register as soon as its own shift
         # register is free (``ready`` is a register: no path from the beat counter or the output
@@ -243,3 +273,45 @@ class SerialisedTop(wiring.Component):
                 with m.If(acc.o_stream.valid):
                     m.d.sync += busy_c.eq(1)
         return m
+
+    def _rotating_serialiser(self, m, acc):
+        """Serialiser without a copy of h_t (see the class notes): element 0 of the accelerator's
+        output register into a one-element register, the register rotated (``o_rotate``) after each
+        element but the last, and the output taken (``ready``) after the last."""
+        w, cw = self.width, self.code_width
+        k = cw // w                                   # beats per element
+        n = self.out_bits // cw                       # elements
+        packed = acc.o_stream.payload.data.as_value()
+        elem = Signal(cw, name="out_elem", reset_less=True)
+        have = Signal(name="out_have")                # elem holds unsent beats
+        beat = Signal(range(max(k, 2)), name="out_beat")
+        taken = Signal(range(n + 1), name="out_taken")  # elements taken from the register
+        rot = Signal(name="out_rotate")               # the register rotates at this edge
+        free = Signal(name="out_free")                # ready: every element taken
+        last_elem = Signal(name="out_last_elem")
+        out_last = Signal(name="out_last")
+        beat_last = (beat == k - 1) if k > 1 else Const(1)
+        m.d.comb += [
+            acc.o_rotate.eq(rot), acc.o_stream.ready.eq(free),
+            self.m_axis_tdata.eq(elem.word_select(beat, w) if k > 1 else elem),
+            self.m_axis_tvalid.eq(have),
+            self.m_axis_tlast.eq(out_last & last_elem & beat_last),
+        ]
+        m.d.sync += [rot.eq(0), free.eq(0)]
+        sent_last = have & self.m_axis_tready & beat_last
+        with m.If(have & self.m_axis_tready):
+            m.d.sync += beat.eq(Mux(beat_last, 0, beat + 1))
+            with m.If(beat_last):
+                m.d.sync += have.eq(0)
+        # The next element: element 0 is the right one once the previous rotation has happened.
+        with m.If(acc.o_stream.valid & ~rot & ~free & (taken != n) & (~have | sent_last)):
+            m.d.sync += [elem.eq(packed[:cw]), have.eq(1), beat.eq(0), taken.eq(taken + 1),
+                         last_elem.eq(taken == n - 1)]
+            with m.If(taken == 0):
+                m.d.sync += out_last.eq(acc.o_stream.payload.last)
+            with m.If(taken == n - 1):
+                m.d.sync += free.eq(1)
+            with m.Else():
+                m.d.sync += rot.eq(1)
+        with m.If(free):
+            m.d.sync += taken.eq(0)

@@ -237,7 +237,8 @@ def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME, family: str | 
         top = SerialisedTop(model, plan=plan)
         info = {"wrapper": "serial", "component": "rnnaccel.hdl.wrapper.SerialisedTop",
                 "pins": serial_ports(top.width), "beat_width": top.width,
-                "in_beats": top.in_beats, "out_beats": top.out_beats}
+                "in_beats": top.in_beats, "out_beats": top.out_beats,
+                "rotating_readout": top.rotating, "cycles_per_timestep": top.cycles_per_timestep}
     else:
         raise ValueError(f"wrapper must be 'axis' or 'serial', got {wrapper!r}")
     info["module"] = name
@@ -462,9 +463,9 @@ def _prediction(model: Model, target: Target, top: dict) -> dict:
         "device_bram_blocks": target.bram_blocks,
     }
     if top["wrapper"] == "serial":
-        # The wrapper moves one beat per cycle: a step cannot be shorter than its vectors' transfers.
-        pred["cycles_per_timestep_wrapped"] = max(est["cycles_per_timestep"], top["in_beats"] + 1,
-                                                  top["out_beats"] + 1)
+        # The wrapper moves one beat per cycle: a step cannot be shorter than its vectors' transfers
+        # (and with the rotating read-out the accelerator waits for its output to be read).
+        pred["cycles_per_timestep_wrapped"] = top["cycles_per_timestep"]
     return pred
 
 

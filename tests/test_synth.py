@@ -74,7 +74,7 @@ def _run_serialised(model, sequences, *, width=8, idle=0.0, backpressure=0.0, se
     With ``plan``, the weight ``image`` goes first (each code in its own beats)."""
     dut = SerialisedTop(model, width, plan=plan)
     cw = model.formats.data.width
-    got = []
+    got, firsts, count = [], [], [0]
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     limit = 4 * sum(len(s) for s in sequences) * (perf.cycles_per_timestep(model) + dut.in_beats + dut.out_beats)
@@ -115,21 +115,23 @@ def _run_serialised(model, sequences, *, width=8, idle=0.0, backpressure=0.0, se
                     data, last = await ctx.tick().sample(dut.m_axis_tdata, dut.m_axis_tlast).until(
                         dut.m_axis_tvalid)
                     ctx.set(dut.m_axis_tready, 0)
+                    if not beats:
+                        firsts.append(count[0])
                     beats.append(int(data))
                     lasts.append(int(last))
                 got.append((unpack_vector(beats, model.hidden_size, cw, width), lasts))
 
     async def watchdog(ctx):
-        cycles = 0
         async for _ in ctx.tick():
-            cycles += 1
-            if cycles > limit:
+            count[0] += 1
+            if count[0] > limit:
                 raise RuntimeError(f"no progress after {limit} cycles: the wrapper hangs")
 
     sim.add_testbench(watchdog, background=True)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
+    _run_serialised.first_beat_cycles = firsts
     return got, dut
 
 
@@ -137,6 +139,14 @@ WRAPPER_CONFIGS = {
     "X4-H4-pe1-simd2-small8": dict(X=4, H=4, pe=1, simd=2, formats=SMALL_FORMATS, width=8),
     "X3-H4-pe2-simd3-default16": dict(X=3, H=4, pe=2, simd=3, formats=Formats(), width=8),
     "X5-H2-pe2-simd7-small8-width5": dict(X=5, H=2, pe=2, simd=7, formats=SMALL_FORMATS, width=5),
+    # One compact layer: h_t is read out by rotating the accelerator's output register (2 beats
+    # and 1 beat per code); with 5-bit beats the wrapper copies it as for the others.
+    "compact-X8-H8-pe2-simd1-default16-rotate": dict(X=8, H=8, pe=2, simd=1, formats=Formats(), width=8,
+                                                     schedule="compact"),
+    "compact-X6-H8-pe1-simd2-small8-rotate": dict(X=6, H=8, pe=1, simd=2, formats=SMALL_FORMATS, width=8,
+                                                  schedule="compact"),
+    "compact-X8-H8-pe2-simd1-default16-width5-copy": dict(X=8, H=8, pe=2, simd=1, formats=Formats(), width=5,
+                                                          schedule="compact"),
 }
 
 
@@ -149,6 +159,7 @@ def test_serialised_top_matches_golden(cfg, pauses):
     rng = np.random.default_rng(4)
     seqs = [golden_lstm.quantize_input(rng.uniform(-2, 2, (T, model.input_size)), model) for T in (3, 1, 4)]
     got, dut = _run_serialised(model, seqs, width=width, idle=pauses[0], backpressure=pauses[1], seed=5)
+    assert dut.rotating == cfg.endswith("-rotate")
     expected = []
     for seq in seqs:
         h = golden_lstm.run_codes(model, seq).h_codes
@@ -156,6 +167,22 @@ def test_serialised_top_matches_golden(cfg, pauses):
             # tlast only on the final beat of the final h_t of a sequence.
             expected.append(([int(v) for v in h[t]], [0] * (dut.out_beats - 1) + [int(t == len(seq) - 1)]))
     assert got == expected
+
+
+@pytest.mark.parametrize("cfg", list(WRAPPER_CONFIGS), ids=list(WRAPPER_CONFIGS))
+def test_serialised_top_steps_at_its_predicted_pace(cfg):
+    """Free-running streams: the first beats of consecutive outputs are ``cycles_per_timestep``
+    apart (with the rotating read-out, the accelerator's step plus the read-out wait)."""
+    c = dict(WRAPPER_CONFIGS[cfg])
+    width = c.pop("width")
+    model = random_model(c.pop("X"), c.pop("H"), seed=3, **c)
+    seq = golden_lstm.quantize_input(np.random.default_rng(4).uniform(-2, 2, (6, model.input_size)), model)
+    got, dut = _run_serialised(model, [seq], width=width)
+    assert [g[0] for g in got] == [[int(v) for v in h] for h in golden_lstm.run_codes(model, seq).h_codes]
+    gaps = np.diff(_run_serialised.first_beat_cycles)
+    np.testing.assert_array_equal(gaps[1:], dut.cycles_per_timestep)     # steady state after the first
+    if dut.rotating:
+        assert dut.cycles_per_timestep > perf.cycles_per_timestep(model)
 
 
 @pytest.mark.parametrize("pauses", [(0.0, 0.0), (0.4, 0.4)], ids=["no-pauses", "idle-backpressure"])
