@@ -248,9 +248,7 @@ class CompactLSTMLayer(wiring.Component):
                     v = (word >> (s * dw)) & ((1 << dw) - 1)
                     bias_words[s][r_] = v - (1 << dw) if v >> (dw - 1) else v
         bias_read = Signal(name="bias_read")     # the next beat is a row's first: read its biases
-        r_next = Signal.like(r, name="r_next")
-        m.d.comb += [bias_read.eq(k_next == 0),
-                     r_next.eq(Mux(mac & (k == F - 1), Mux(r == R - 1, 0, r + 1), r))]
+        m.d.comb += bias_read.eq(k_next == 0)
         # Addresses are bit fields, no adders (the read address was a critical path on the UP5K):
         # chunk k of half j at j * 2**kb + k, row r's biases at 2**hb + r.
         kb = max((F - 1).bit_length(), 1)
@@ -258,12 +256,21 @@ class CompactLSTMLayer(wiring.Component):
         h_depth = (1 << hb) + R if ext_bias else 2 << kb
         bias_rd = []
         for s in range(simd):
+            # Every lane has its own copy of the chunk and row counters (they feed back into
+            # themselves, so synthesis keeps them apart): one counter drove all lanes' x_t
+            # multiplexers and memory addresses, across the chip on the UP5K.
+            if s == 0:
+                ks, rs = k, r
+            else:
+                ks, _, rs, _, _ = fold_counter(m, model.fold_ranges, R, mac, prefix=f"lane{s}_")
+            ks_next = Mux(mac, Mux(ks == F - 1, 0, ks + 1), ks)
+            rs_next = Mux(mac & (ks == F - 1), Mux(rs == R - 1, 0, rs + 1), rs)
             hmem = memory.Memory(shape=dshape, depth=h_depth,
                                  init=[0] * (1 << hb) + bias_words[s] if ext_bias else [])
             m.submodules[f"h_prev{s}"] = hmem
             rd, wr = hmem.read_port(), hmem.write_port()
-            h_addr = Cat(k_next[:kb], ~parity)
-            m.d.comb += [rd.addr.eq(Mux(bias_read, Cat(r_next, Const(0, hb - len(r_next)), 1), h_addr)
+            h_addr = Cat(ks_next[:kb], ~parity)
+            m.d.comb += [rd.addr.eq(Mux(ks_next == 0, Cat(rs_next[:len(rs)], Const(0, hb - len(rs)), 1), h_addr)
                                     if ext_bias else h_addr),
                          wr.addr.eq(Cat(h_wr_k[:kb], parity)),
                          wr.data.eq(h_val), wr.en.eq(h_write & (h_wr_lane == s))]
@@ -271,8 +278,8 @@ class CompactLSTMLayer(wiring.Component):
             x_chunks = -(-(X - s) // simd)                # chunks in which lane s holds an x element
             h_chunks = -(-(X + H - s) // simd)            # ... an x or h element
             xs = [payload.data[kk * simd + s] for kk in range(x_chunks)]
-            x_lane = Array(xs)[k] if len(xs) > 1 else (xs[0] if xs else Const(0, dshape))
-            lane = Mux(k < x_chunks, x_lane, Mux((k < h_chunks) & ~cur_first, rd.data, 0))
+            x_lane = Array(xs)[ks] if len(xs) > 1 else (xs[0] if xs else Const(0, dshape))
+            lane = Mux(ks < x_chunks, x_lane, Mux((ks < h_chunks) & ~cur_first, rd.data, 0))
             # A register in front of the matrix-vector unit (COMPACT_INPUT_REG): on the UP5K the
             # multiplexer over the x_t chunks and the route to the DSP blocks' input were one path.
             lane_r = Signal(dshape, name=f"lane{s}", reset_less=True)
@@ -283,16 +290,14 @@ class CompactLSTMLayer(wiring.Component):
         m.d.comb += mvu.i_stream.valid.eq(mac_r)
         if ext_bias:
             # Row r's biases: read in the cycle before its first beat (c - 1), held in bias_reg from
-            # c + 1 to c + F and in its copy beside the accumulators (a long route on the UP5K) from
-            # c + 2 to c + F + 1; the row's first beat reaches the matrix-vector unit in c + 1 (the
-            # lane registers), whose accumulator takes them in c + mvu_latency (<= c + F + 1).
+            # c + 1 to c + F; the row's first beat reaches the matrix-vector unit in c + 1 (the lane
+            # registers), whose running sum takes them in c + mvu_latency - 1 (<= c + F).
             bias_d = Signal(name="bias_read_d")
             bias_reg = Signal(pe * bw, name="bias_reg", reset_less=True)
-            bias_acc = Signal(pe * bw, name="bias_acc", reset_less=True)
-            m.d.sync += [bias_d.eq(bias_read), bias_acc.eq(bias_reg)]
+            m.d.sync += bias_d.eq(bias_read)
             with m.If(bias_d):
                 m.d.sync += bias_reg.eq(Cat(*bias_rd)[:pe * bw])
-            m.d.comb += [mvu.bias_in[p_].eq(bias_acc[p_ * bw:(p_ + 1) * bw]) for p_ in range(pe)]
+            m.d.comb += [mvu.bias_in[p_].eq(bias_reg[p_ * bw:(p_ + 1) * bw]) for p_ in range(pe)]
 
         # ---- the shared activation unit ------------------------------------------------------------
         # Row accumulators: the pe values of a row are shifted out one per cycle (lane 0 first).
@@ -406,6 +411,8 @@ class CompactLSTMLayer(wiring.Component):
         fc_al, ig_al = align(fc, fc_frac, frac), align(ig, ig_frac, frac)
         lo_bits = len(c_sum) // 2
         c_lo = Signal(lo_bits + 1, name="c_sum_lo", reset_less=True)
+        # The cell state's requantisation in two cycles too (requantize_split).
+        c_rq = requantize_split(m, c_sum, QFormat(63, frac), fm.cell, model.rounding, model.overflow, name="c_rq")
         a_idx = Signal(signed(units["cand"].in_fmt.width), name="a_idx", reset_less=True)
         a_o = Signal(gshape[rows[-1].name], name="a_o_out", reset_less=True)
         a_hand = Signal(name="a_hand")             # stage A offers its unit to stage B
@@ -437,7 +444,10 @@ class CompactLSTMLayer(wiring.Component):
                 m.d.sync += c_sum.eq(Cat(c_lo[:lo_bits], (fc_al >> lo_bits) + (ig_al >> lo_bits) + c_lo[lo_bits]))
                 m.next = "CELL"
             with m.State("CELL"):
-                m.d.sync += c_new.eq(requantize(c_sum, QFormat(63, frac), fm.cell, model.rounding, model.overflow))
+                # The requantisation's registers take c_sum (held since SUM) in this cycle.
+                m.next = "CELL2"
+            with m.State("CELL2"):
+                m.d.sync += c_new.eq(c_rq)
                 m.next = "INDEX"
             with m.State("INDEX"):
                 m.d.comb += c_wr.en.eq(1)
@@ -511,6 +521,9 @@ class CompactLSTMLayer(wiring.Component):
         with m.Elif(h_valid):
             m.d.sync += h_last.eq(done == H - 2)
         m.d.sync += mac.eq(Mux(mac, ~mac_last, step_start))
+        # The last beat (only ever in state MAC): the input payload has been read, take it. A
+        # flip-flop, not the state decoded (the wrapper's input flags were a critical path).
+        m.d.comb += self.i_stream.ready.eq(mac_last)
         # The step starts the cycle after its condition (COMPACT_START): a flip-flop drives the
         # many resets of a start (from the stream handshakes these were the UP5K's critical path).
         # The condition holds: the producer holds its input until ready, and the output taken
@@ -527,8 +540,6 @@ class CompactLSTMLayer(wiring.Component):
                     m.d.sync += go.eq(1)
             with m.State("MAC"):
                 with m.If(mac_last):
-                    # The last beat: the input payload has been read, take it.
-                    m.d.comb += self.i_stream.ready.eq(1)
                     m.d.sync += cur_last.eq(payload.last)
                     m.next = "DRAIN"
             with m.State("DRAIN"):

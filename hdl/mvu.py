@@ -206,8 +206,9 @@ class MatrixVectorUnit(wiring.Component):
         The load bus (needed with ``loaded``).
     external_bias : bool
         The biases come from the ``bias_in`` port instead of the unit's own tables: it must hold
-        row ``r``'s biases in cycle ``c + mvu_latency - 1``, where ``c`` is the cycle of row ``r``'s
-        first beat (the accumulator takes them then). ``b_banks`` is then only checked.
+        row ``r``'s biases in cycle ``c + mvu_latency - 2``, where ``c`` is the cycle of row ``r``'s
+        first beat (the running sum takes them then, the cycle before that beat's products arrive).
+        ``b_banks`` is then only checked.
 
     Attributes
     ----------
@@ -329,11 +330,13 @@ class MatrixVectorUnit(wiring.Component):
         # Per-PE copies of the first-chunk flag of valid beats, from per-PE copies of the chunk counter
         # (counters feed back into themselves, so synthesis keeps them apart): the accumulators'
         # multiplexers are pe * acc.width LUTs, too many for one flag to drive.
-        firsts = []
+        firsts, firsts_pre = [], []
         for p in range(pe):
             fp = first if p == 0 else fold_counter(m, self.fold_ranges, rows, valid, prefix=f"pe{p}_")[3]
             f = fp & valid
             for i in range(n_stages):
+                if i == n_stages - 1:
+                    firsts_pre.append(f)          # a row's first beat, one stage before the accumulator
                 reg = Signal(name=f"first{p}_{i + 1}")
                 m.d.sync += reg.eq(f)
                 f = reg
@@ -393,11 +396,20 @@ class MatrixVectorUnit(wiring.Component):
         # tree output) from a pipelined table in logic (:func:`bias_rom`).
         tree_out = stage[n_stages]
         for p in range(pe):
-            if self.external_bias:
-                bias = self.bias_in[p]
-            else:
-                bias = bias_rom(m, self.b_banks[p], self.bias_fmt.width, stage[n_stages - 2].row, name=f"bias{p}")
             acc = self.o_stream.payload.acc[p]
+            if self.external_bias:
+                # The bias multiplexer after the adder, not in front of its carry chain (with the
+                # bias register's route, the UP5K's critical path): a running sum that becomes the
+                # next row's bias in the cycle before that row's first beat arrives, and the
+                # output register that takes the sum with a row's last beat.
+                run = Signal(signed(self.acc_fmt.width), name=f"acc_run{p}", reset_less=True)
+                total = Signal(signed(self.acc_fmt.width), name=f"acc_total{p}")
+                m.d.comb += total.eq(run + sums[p])
+                m.d.sync += run.eq(Mux(firsts_pre[p], self.bias_in[p], total))
+                with m.If(tree_out.valid & tree_out.last):
+                    m.d.sync += acc.eq(total)
+                continue
+            bias = bias_rom(m, self.b_banks[p], self.bias_fmt.width, stage[n_stages - 2].row, name=f"bias{p}")
             m.d.sync += acc.eq(Mux(firsts[p], bias, acc) + sums[p])
         m.d.sync += [self.o_stream.valid.eq(tree_out.valid & tree_out.last),
                      self.o_stream.payload.row.eq(tree_out.row)]

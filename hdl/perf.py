@@ -128,8 +128,8 @@ def layer_cycles(model: Model) -> int:
 #: unit registers).
 COMPACT_PENDING = 2 + GATE_LATENCY
 #: Compact stage A, besides the ``w`` product cycles: from seeing a unit pending to offering it to
-#: stage B (take and read c, start, sum in two halves, cell state, tanh index).
-COMPACT_A = 6
+#: stage B (take and read c, start, sum in two halves, cell state in two cycles, tanh index).
+COMPACT_A = 7
 #: Compact layer: the step starts the cycle after its condition (a flip-flop drives the start).
 COMPACT_START = 1
 #: Compact layer: the register between the vector multiplexers and the matrix-vector unit.

@@ -286,8 +286,10 @@ class SerialisedTop(wiring.Component):
         have = Signal(name="out_have")                # elem holds unsent beats
         beat = Signal(range(max(k, 2)), name="out_beat")
         taken = Signal(range(n + 1), name="out_taken")  # elements taken from the register
+        all_taken = Signal(name="out_all_taken")      # taken == n (a flag: fewer logic levels)
         rot = Signal(name="out_rotate")               # the register rotates at this edge
         free = Signal(name="out_free")                # ready: every element taken
+        just = Signal(name="out_just_loaded")         # rot | free: no load in this cycle
         last_elem = Signal(name="out_last_elem")
         out_last = Signal(name="out_last")
         beat_last = (beat == k - 1) if k > 1 else Const(1)
@@ -297,16 +299,16 @@ class SerialisedTop(wiring.Component):
             self.m_axis_tvalid.eq(have),
             self.m_axis_tlast.eq(out_last & last_elem & beat_last),
         ]
-        m.d.sync += [rot.eq(0), free.eq(0)]
+        m.d.sync += [rot.eq(0), free.eq(0), just.eq(0)]
         sent_last = have & self.m_axis_tready & beat_last
         with m.If(have & self.m_axis_tready):
             m.d.sync += beat.eq(Mux(beat_last, 0, beat + 1))
             with m.If(beat_last):
                 m.d.sync += have.eq(0)
         # The next element: element 0 is the right one once the previous rotation has happened.
-        with m.If(acc.o_stream.valid & ~rot & ~free & (taken != n) & (~have | sent_last)):
+        with m.If(acc.o_stream.valid & ~just & ~all_taken & (~have | sent_last)):
             m.d.sync += [elem.eq(packed[:cw]), have.eq(1), beat.eq(0), taken.eq(taken + 1),
-                         last_elem.eq(taken == n - 1)]
+                         last_elem.eq(taken == n - 1), all_taken.eq(taken == n - 1), just.eq(1)]
             with m.If(taken == 0):
                 m.d.sync += out_last.eq(acc.o_stream.payload.last)
             with m.If(taken == n - 1):
@@ -314,4 +316,4 @@ class SerialisedTop(wiring.Component):
             with m.Else():
                 m.d.sync += rot.eq(1)
         with m.If(free):
-            m.d.sync += taken.eq(0)
+            m.d.sync += [taken.eq(0), all_taken.eq(0)]
