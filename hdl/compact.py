@@ -42,7 +42,7 @@ from rnnaccel.golden.model import ConfigError, Model
 from .activation import activation_unit as _unit
 from .fixed import align, requantize, requantize_split, shape_of
 from .mvu import MatrixVectorUnit, fold_counter, last_beat_flag
-from .perf import GATE_LATENCY, compact_drain, compact_timing, mvu_latency
+from .perf import GATE_LATENCY, compact_biases_in_memory, compact_drain, compact_timing, mvu_latency
 from ._util import checked_init
 
 __all__ = ["CompactLSTMLayer", "serial_product", "check_compact_model", "COMPACT_CELLS"]
@@ -126,14 +126,8 @@ def serial_product(m: Module, a, b, start, *, name: str):
     return product, busy
 
 
-def biases_in_memory(model: Model) -> bool:
-    """Whether :class:`CompactLSTMLayer` keeps the biases in its ``h_{t-1}`` memories (one word
-    per row, read in the cycle before the row's first beat) rather than in tables in logic: the
-    PEs' biases fit across the SIMD lanes (``pe * bias.width <= simd * data.width``), a row's
-    first chunk is all x_t (``X >= simd``) and a row lasts as long as the matrix-vector pipeline
-    (``mvu_latency - 1 <= F``)."""
-    return (model.pe * model.bias.width <= model.simd * model.formats.data.width
-            and model.input_size >= model.simd and mvu_latency(model.simd) - 1 <= model.folds)
+#: Where the compact layer keeps the biases (:func:`rnnaccel.hdl.perf.compact_biases_in_memory`).
+biases_in_memory = compact_biases_in_memory
 
 
 class CompactLSTMLayer(wiring.Component):
@@ -235,7 +229,6 @@ class CompactLSTMLayer(wiring.Component):
         k, _, r, _, row_last = fold_counter(m, model.fold_ranges, R, mac, prefix="ctl_")
         cur_first = Signal(name="cur_first")             # the current step is the first of a sequence
         parity = Signal(name="h_parity")                 # the half h_t is written to (h_{t-1}: the other)
-        k_next = Mux(mac, Mux(k == F - 1, 0, k + 1), k)  # the chunk of the next beat
         h_wr_lane = Signal(range(simd), name="h_wr_lane")
         h_wr_k = Signal(range(F), name="h_wr_k")
         h_write = Signal(name="h_write")
@@ -247,8 +240,8 @@ class CompactLSTMLayer(wiring.Component):
                 for s in range(simd):
                     v = (word >> (s * dw)) & ((1 << dw) - 1)
                     bias_words[s][r_] = v - (1 << dw) if v >> (dw - 1) else v
-        bias_read = Signal(name="bias_read")     # the next beat is a row's first: read its biases
-        m.d.comb += bias_read.eq(k_next == 0)
+        bias_read = Signal(name="bias_read")     # this beat is a row's first: its biases are read
+        m.d.comb += bias_read.eq(mac & (k == 0))
         # Addresses are bit fields, no adders (the read address was a critical path on the UP5K):
         # chunk k of half j at j * 2**kb + k, row r's biases at 2**hb + r.
         kb = max((F - 1).bit_length(), 1)
@@ -259,18 +252,15 @@ class CompactLSTMLayer(wiring.Component):
             # Every lane has its own copy of the chunk and row counters (they feed back into
             # themselves, so synthesis keeps them apart): one counter drove all lanes' x_t
             # multiplexers and memory addresses, across the chip on the UP5K.
-            if s == 0:
-                ks, rs = k, r
-            else:
-                ks, _, rs, _, _ = fold_counter(m, model.fold_ranges, R, mac, prefix=f"lane{s}_")
-            ks_next = Mux(mac, Mux(ks == F - 1, 0, ks + 1), ks)
-            rs_next = Mux(mac & (ks == F - 1), Mux(rs == R - 1, 0, rs + 1), rs)
+            ks, _, rs, _, _ = fold_counter(m, model.fold_ranges, R, mac, prefix=f"lane{s}_")
             hmem = memory.Memory(shape=dshape, depth=h_depth,
                                  init=[0] * (1 << hb) + bias_words[s] if ext_bias else [])
             m.submodules[f"h_prev{s}"] = hmem
             rd, wr = hmem.read_port(), hmem.write_port()
-            h_addr = Cat(ks_next[:kb], ~parity)
-            m.d.comb += [rd.addr.eq(Mux(ks_next == 0, Cat(rs_next[:len(rs)], Const(0, hb - len(rs)), 1), h_addr)
+            # Read with the beat (the data is used a cycle later, beside the x_t multiplexer's
+            # second half): chunk k of h_{t-1}, or in a row's first beat (an x_t chunk) its biases.
+            h_addr = Cat(ks[:kb], ~parity)
+            m.d.comb += [rd.addr.eq(Mux(ks == 0, Cat(rs, Const(0, hb - len(rs)), 1), h_addr)
                                     if ext_bias else h_addr),
                          wr.addr.eq(Cat(h_wr_k[:kb], parity)),
                          wr.data.eq(h_val), wr.en.eq(h_write & (h_wr_lane == s))]
@@ -278,20 +268,29 @@ class CompactLSTMLayer(wiring.Component):
             x_chunks = -(-(X - s) // simd)                # chunks in which lane s holds an x element
             h_chunks = -(-(X + H - s) // simd)            # ... an x or h element
             xs = [payload.data[kk * simd + s] for kk in range(x_chunks)]
-            x_lane = Array(xs)[ks] if len(xs) > 1 else (xs[0] if xs else Const(0, dshape))
-            lane = Mux(ks < x_chunks, x_lane, Mux((ks < h_chunks) & ~cur_first, rd.data, 0))
-            # A register in front of the matrix-vector unit (COMPACT_INPUT_REG): on the UP5K the
-            # multiplexer over the x_t chunks and the route to the DSP blocks' input were one path.
+            # The x_t multiplexer in two registered halves (COMPACT_INPUT_REG): 4-to-1 of every four
+            # chunks, then one of those beside h_{t-1} (on the UP5K the whole multiplexer, the
+            # chunk counter's fan-out and the route to the DSP blocks were one path).
+            xq = []
+            for gi in range(0, len(xs), 4):
+                grp = xs[gi:gi + 4]
+                q = Signal(dshape, name=f"x{s}_q{gi // 4}", reset_less=True)
+                m.d.sync += q.eq(Array(grp)[ks[:2]] if len(grp) > 1 else grp[0])
+                xq.append(q)
+            k_d = Signal.like(ks, name=f"lane{s}_k_d")
+            m.d.sync += k_d.eq(ks)
+            x_lane = Array(xq)[k_d >> 2] if len(xq) > 1 else (xq[0] if xq else Const(0, dshape))
+            lane = Mux(k_d < x_chunks, x_lane, Mux((k_d < h_chunks) & ~cur_first, rd.data, 0))
             lane_r = Signal(dshape, name=f"lane{s}", reset_less=True)
             m.d.sync += lane_r.eq(lane)
             m.d.comb += mvu.i_stream.payload[s].eq(lane_r)
-        mac_r = Signal(name="mac_r")
-        m.d.sync += mac_r.eq(mac)
-        m.d.comb += mvu.i_stream.valid.eq(mac_r)
+        mac_d, mac_dd = Signal(name="mac_d"), Signal(name="mac_dd")
+        m.d.sync += [mac_d.eq(mac), mac_dd.eq(mac_d)]
+        m.d.comb += mvu.i_stream.valid.eq(mac_dd)
         if ext_bias:
-            # Row r's biases: read in the cycle before its first beat (c - 1), held in bias_reg from
-            # c + 1 to c + F; the row's first beat reaches the matrix-vector unit in c + 1 (the lane
-            # registers), whose running sum takes them in c + mvu_latency - 1 (<= c + F).
+            # Row r's biases: read with its first beat (c), held in bias_reg from c + 2 to c + F + 1;
+            # the row's first beat reaches the matrix-vector unit in c + 2 (COMPACT_INPUT_REG), whose
+            # accumulator halves take them in c + mvu_latency and c + mvu_latency + 1 (<= c + F + 1).
             bias_d = Signal(name="bias_read_d")
             bias_reg = Signal(pe * bw, name="bias_reg", reset_less=True)
             m.d.sync += bias_d.eq(bias_read)

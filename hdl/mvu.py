@@ -6,7 +6,7 @@ Mirrors :func:`rnnaccel.golden.mvu.matrix_vector` (exact integer arithmetic).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -206,9 +206,11 @@ class MatrixVectorUnit(wiring.Component):
         The load bus (needed with ``loaded``).
     external_bias : bool
         The biases come from the ``bias_in`` port instead of the unit's own tables: it must hold
-        row ``r``'s biases in cycle ``c + mvu_latency - 2``, where ``c`` is the cycle of row ``r``'s
-        first beat (the running sum takes them then, the cycle before that beat's products arrive).
-        ``b_banks`` is then only checked.
+        row ``r``'s biases in cycles ``c + mvu_latency - 2`` and ``c + mvu_latency - 1``, where ``c``
+        is the cycle of row ``r``'s first beat (the two halves of the running sum take them then).
+        ``b_banks`` is then only checked. The accumulator is then split in two halves (the high
+        half a cycle behind the low one, with its carry): latency ``mvu_latency + 1``
+        (:data:`~rnnaccel.hdl.perf.SPLIT_ACC_LATENCY`).
 
     Attributes
     ----------
@@ -395,22 +397,50 @@ class MatrixVectorUnit(wiring.Component):
         # Accumulator stage: the bias is read two cycles ahead (row of the beat two stages before the
         # tree output) from a pipelined table in logic (:func:`bias_rom`).
         tree_out = stage[n_stages]
+        if self.external_bias:
+            self._split_accumulators(m, sums, firsts_pre, tree_out)
+            return m
         for p in range(pe):
             acc = self.o_stream.payload.acc[p]
-            if self.external_bias:
-                # The bias multiplexer after the adder, not in front of its carry chain (with the
-                # bias register's route, the UP5K's critical path): a running sum that becomes the
-                # next row's bias in the cycle before that row's first beat arrives, and the
-                # output register that takes the sum with a row's last beat.
-                run = Signal(signed(self.acc_fmt.width), name=f"acc_run{p}", reset_less=True)
-                total = Signal(signed(self.acc_fmt.width), name=f"acc_total{p}")
-                m.d.comb += total.eq(run + sums[p])
-                m.d.sync += run.eq(Mux(firsts_pre[p], self.bias_in[p], total))
-                with m.If(tree_out.valid & tree_out.last):
-                    m.d.sync += acc.eq(total)
-                continue
             bias = bias_rom(m, self.b_banks[p], self.bias_fmt.width, stage[n_stages - 2].row, name=f"bias{p}")
             m.d.sync += acc.eq(Mux(firsts[p], bias, acc) + sums[p])
         m.d.sync += [self.o_stream.valid.eq(tree_out.valid & tree_out.last),
                      self.o_stream.payload.row.eq(tree_out.row)]
         return m
+
+    def _split_accumulators(self, m, sums, firsts_pre, tree_out):
+        """Accumulators in two halves (with ``external_bias``): the low half adds the low bits of
+        the tree's sum, the high half adds the high bits and the low half's carry a cycle later, so
+        no carry chain is longer than half the accumulator (38 bits were 12 ns on the UP5K). The
+        bias multiplexer follows each adder (a running sum that becomes the next row's bias the
+        cycle before that row's first beat arrives), so the bias' route is not in front of a carry
+        chain. The output register takes both halves a cycle after the row's last beat."""
+        w = self.acc_fmt.width
+        h = w // 2
+        last = tree_out.valid & tree_out.last
+        last_d = Signal(name="acc_last_d")
+        row_d = Signal.like(tree_out.row, name="acc_row_d")
+        m.d.sync += [last_d.eq(last), row_d.eq(tree_out.row),
+                     self.o_stream.valid.eq(last_d), self.o_stream.payload.row.eq(row_d)]
+        for p in range(self.pe):
+            s_full = Signal(signed(w), name=f"acc_sum{p}")
+            b_full = Signal(signed(w), name=f"acc_bias{p}")
+            m.d.comb += [s_full.eq(sums[p]), b_full.eq(self.bias_in[p])]
+            run_lo = Signal(h, name=f"acc_lo{p}", reset_less=True)
+            run_hi = Signal(w - h, name=f"acc_hi{p}", reset_less=True)
+            carry = Signal(name=f"acc_carry{p}")
+            s_hi = Signal(w - h, name=f"acc_sum_hi{p}", reset_less=True)
+            first_d = Signal(name=f"acc_first_d{p}")
+            keep_lo = Signal(h, name=f"acc_keep_lo{p}", reset_less=True)
+            tot_lo = Signal(h + 1, name=f"acc_tot_lo{p}")
+            tot_hi = Signal(w - h, name=f"acc_tot_hi{p}")
+            m.d.comb += [tot_lo.eq(run_lo + s_full[:h]),
+                         # run_hi + s_hi + carry as one adder: the carry enters below bit 0.
+                         tot_hi.eq((Cat(carry, run_hi) + Cat(carry, s_hi))[1:])]
+            m.d.sync += [carry.eq(tot_lo[h]), s_hi.eq(s_full[h:]), first_d.eq(firsts_pre[p]),
+                         run_lo.eq(Mux(firsts_pre[p], b_full[:h], tot_lo[:h])),
+                         run_hi.eq(Mux(first_d, b_full[h:], tot_hi))]
+            with m.If(last):
+                m.d.sync += keep_lo.eq(tot_lo[:h])
+            with m.If(last_d):
+                m.d.sync += self.o_stream.payload.acc[p].eq(Cat(keep_lo, tot_hi))

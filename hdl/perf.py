@@ -38,7 +38,7 @@ __all__ = ["adder_tree_stages", "mvu_latency", "GATE_LATENCY", "TABLE_LATENCY", 
            "cycles_per_timestep", "mac_cycles", "multiplier_count", "memory_bits", "estimate"]
 __all__ += ["PROJECTION_OUTPUT_LATENCIES", "projection_beats", "projection_cycles"]
 __all__ += ["RESET_PRODUCT_LATENCY", "gru_rb_phase_gap"]
-__all__ += ["compact_timing", "compact_drain"]
+__all__ += ["compact_timing", "compact_drain", "compact_biases_in_memory", "SPLIT_ACC_LATENCY"]
 
 #: Adder-tree levels between pipeline registers (a register after every level).
 LEVELS_PER_STAGE = 1
@@ -111,7 +111,8 @@ def layer_cycles(model: Model) -> int:
     if model.schedule == "compact":
         # hdl/compact.py: the start, the beats, the last row out of the matrix-vector unit, the
         # drain through the shared activation unit and the serial element-wise stages.
-        return COMPACT_START + mac_cycles(model) + COMPACT_INPUT_REG + mvu_latency(model.simd) \
+        split = SPLIT_ACC_LATENCY if compact_biases_in_memory(model) else 0
+        return COMPACT_START + mac_cycles(model) + COMPACT_INPUT_REG + mvu_latency(model.simd) + split \
             + compact_drain(model)
     if model.cell == "gru_rb":
         # Two phases (hdl/gru_rb.py); the nh accumulators go straight to the element-wise stage.
@@ -132,8 +133,22 @@ COMPACT_PENDING = 2 + GATE_LATENCY
 COMPACT_A = 7
 #: Compact layer: the step starts the cycle after its condition (a flip-flop drives the start).
 COMPACT_START = 1
-#: Compact layer: the register between the vector multiplexers and the matrix-vector unit.
-COMPACT_INPUT_REG = 1
+#: Compact layer: the registers between the input vector and the matrix-vector unit (the x_t
+#: multiplexer in two registered halves; the h_{t-1} memories are read in the first).
+COMPACT_INPUT_REG = 2
+#: Matrix-vector unit with the biases from its port (``external_bias``): its accumulators are split
+#: in two halves, the high one a cycle behind.
+SPLIT_ACC_LATENCY = 1
+
+
+def compact_biases_in_memory(model: Model) -> bool:
+    """Whether the compact layer (hdl/compact.py) keeps the biases in its ``h_{t-1}`` memories (one
+    word per row, read with the row's first beat) rather than in tables in logic: the PEs' biases
+    fit across the SIMD lanes (``pe * bias.width <= simd * data.width``), a row's first chunk is
+    all x_t (``X >= simd``), and the bias word, held for a row's ``F`` beats, is still there when
+    the matrix-vector unit's high accumulator half takes it (``mvu_latency <= F``)."""
+    return (model.pe * model.bias.width <= model.simd * model.formats.data.width
+            and model.input_size >= model.simd and mvu_latency(model.simd) <= model.folds)
 #: Compact stage B, besides the ``w`` product cycles: from taking a unit to taking the next one
 #: (look-up request, GATE_LATENCY look-up, start, hidden state).
 COMPACT_B = 4 + GATE_LATENCY

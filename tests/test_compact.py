@@ -193,9 +193,11 @@ def test_compact_predicts_no_elementwise_multipliers_and_one_table():
     assert perf.multiplier_count(pipelined)["total"] == 8 + 2 * 3
     assert perf.memory_bits(compact)["tables"] == 2048 * 16
     assert perf.memory_bits(pipelined)["tables"] == 2 * 3 * 2048 * 16
-    # Cycles: the registered start, the matrix-vector bound, the input register, and the drain of
+    # Cycles: the registered start, the matrix-vector bound, the two input registers, the
+    # matrix-vector unit with its split accumulators (the biases are in memory), and the drain of
     # the last unit group (hdl/perf.compact_drain).
-    assert perf.layer_cycles(compact) == 1 + 1024 + 1 + perf.mvu_latency(4) + perf.compact_drain(compact)
+    assert perf.compact_biases_in_memory(compact)
+    assert perf.layer_cycles(compact) == 1 + 1024 + 2 + perf.mvu_latency(4) + 1 + perf.compact_drain(compact)
     # The UP5K reference keeps its 2 x 32-bit biases in the h_{t-1} memories (4 lanes of 16 bits).
     assert compact.bias.width == 32 and biases_in_memory(compact)
 
