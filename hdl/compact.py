@@ -30,7 +30,7 @@ the last unit group through the serial stages, :func:`compact_drain`).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -87,6 +87,21 @@ def check_compact_model(model: Model) -> None:
                 f"(pe * {t['b'] + t['slot_wait']} > {ng} rows * {F} chunks); choose a smaller pe or simd")
 
 
+def _extend(v, width: int):
+    """``v`` sign- or zero-extended (by its shape) or truncated to ``width`` bits."""
+    v = Value.cast(v)
+    if len(v) >= width:
+        return v[:width]
+    fill = v[-1].replicate(width - len(v)) if v.shape().signed else Const(0, width - len(v))
+    return Cat(v, fill)
+
+
+def add_with_carry(a, b, carry, width: int):
+    """``(a + b + carry) mod 2**width`` as one adder, the carry entering below bit 0 (written as
+    ``a + b + carry``, Yosys builds two adders in series: two carry chains)."""
+    return (Cat(carry, _extend(a, width)) + Cat(carry, _extend(b, width)))[1:width + 1]
+
+
 def serial_product(m: Module, a, b, start, *, name: str):
     """``a * b`` by shift and add, one bit of ``b`` per cycle (no multiplier).
 
@@ -109,13 +124,14 @@ def serial_product(m: Module, a, b, start, *, name: str):
     # comparisons in front of the stages' state enables were critical paths.
     busy = Signal(name=f"{name}_busy")
     last = Signal(name=f"{name}_last")
-    addend = Signal(signed(wa + 1), name=f"{name}_addend")
-    if b_shape.signed:
-        m.d.comb += addend.eq(Mux(lo[0], Mux(last, -a_r, a_r), 0))
-    else:
-        m.d.comb += addend.eq(Mux(lo[0], a_r, 0))
-    s = Signal(signed(wa + 2), name=f"{name}_sum")
-    m.d.comb += s.eq(hi + addend)
+    # hi + a (a bit of b set), hi - a (b's sign bit set), or hi: one adder, the subtraction as
+    # ~a with a carry into bit 0 (no negation's carry chain in front of the adder's).
+    n = wa + 2
+    sub = (lo[0] & last) if b_shape.signed else Const(0)
+    addend = Signal(n, name=f"{name}_addend")
+    m.d.comb += addend.eq(Mux(lo[0], _extend(a_r, n) ^ Mux(sub, (1 << n) - 1, 0), 0))
+    s = Signal(signed(n), name=f"{name}_sum")
+    m.d.comb += s.eq(add_with_carry(hi, addend, sub, n))
     with m.If(start):
         m.d.sync += [a_r.eq(a), hi.eq(0), lo.eq(b), count.eq(wb), busy.eq(1), last.eq(wb == 1)]
     with m.Elif(busy):
@@ -421,43 +437,40 @@ class CompactLSTMLayer(wiring.Component):
         step_start = Signal(name="step_start")
         with m.If(step_start):
             m.d.sync += [a_unit.eq(0), a_lane.eq(0)]
-        with m.FSM(name="stage_a"):
-            with m.State("IDLE"):
-                with m.If(Array(pending)[a_lane]):
-                    # Read c_{t-1} of the unit (memory data in the next cycle), take the gate values.
-                    for p in range(pe):
-                        with m.If(a_lane == p):
-                            m.d.sync += [a_vals[row.name].eq(unit_vals[p][row.name]) for row in rows]
-                            m.d.sync += pending[p].eq(0)
-                    m.d.sync += a_lane.eq(Mux(a_lane == pe - 1, 0, a_lane + 1))
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += start_a.eq(1)
-                m.next = "MUL"
-            with m.State("MUL"):
-                with m.If(~ig_busy):
-                    m.d.sync += c_lo.eq(fc_al[:lo_bits] + ig_al[:lo_bits])
-                    m.next = "SUM"
-            with m.State("SUM"):
-                # The high half with the low half's carry (the products are held).
-                m.d.sync += c_sum.eq(Cat(c_lo[:lo_bits], (fc_al >> lo_bits) + (ig_al >> lo_bits) + c_lo[lo_bits]))
-                m.next = "CELL"
-            with m.State("CELL"):
-                # The requantisation's registers take c_sum (held since SUM) in this cycle.
-                m.next = "CELL2"
-            with m.State("CELL2"):
-                m.d.sync += c_new.eq(c_rq)
-                m.next = "INDEX"
-            with m.State("INDEX"):
-                m.d.comb += c_wr.en.eq(1)
-                m.d.sync += [a_idx.eq(requantize(c_new, fm.cell, units["cand"].in_fmt, model.rounding, "SAT")),
-                             a_o.eq(a_vals[rows[-1].name])]
-                m.next = "HAND"
-            with m.State("HAND"):
-                m.d.comb += a_hand.eq(1)
-                with m.If(b_take):
-                    m.d.sync += a_unit.eq(a_unit + 1)
-                    m.next = "IDLE"
+        # One flip-flop per state (stage A and B both): the binary-coded state machines' enables
+        # were the UP5K's critical path (every transition condition in front of one register).
+        a_idle = Signal(init=1, name="a_idle")
+        a_load, a_mul, a_sum, a_cell, a_cell2, a_index, a_held = (
+            Signal(name=f"a_{n}") for n in ("load", "mul", "sum", "cell", "cell2", "index", "held"))
+        with m.If(a_idle & Array(pending)[a_lane]):
+            # Read c_{t-1} of the unit (memory data in the next cycle), take the gate values.
+            for p in range(pe):
+                with m.If(a_lane == p):
+                    m.d.sync += [a_vals[row.name].eq(unit_vals[p][row.name]) for row in rows]
+                    m.d.sync += pending[p].eq(0)
+            m.d.sync += [a_lane.eq(Mux(a_lane == pe - 1, 0, a_lane + 1)), a_idle.eq(0), a_load.eq(1)]
+        m.d.comb += start_a.eq(a_load)
+        with m.If(a_load):
+            m.d.sync += [a_load.eq(0), a_mul.eq(1)]
+        with m.If(a_mul & ~ig_busy):
+            m.d.sync += [c_lo.eq(fc_al[:lo_bits] + ig_al[:lo_bits]), a_mul.eq(0), a_sum.eq(1)]
+        with m.If(a_sum):
+            # The high half with the low half's carry (the products are held), one adder.
+            m.d.sync += [c_sum.eq(Cat(c_lo[:lo_bits], add_with_carry(fc_al >> lo_bits, ig_al >> lo_bits, c_lo[lo_bits],
+                                                                     len(c_sum) - lo_bits))),
+                         a_sum.eq(0), a_cell.eq(1)]
+        with m.If(a_cell):
+            # The requantisation's registers take c_sum in this cycle.
+            m.d.sync += [a_cell.eq(0), a_cell2.eq(1)]
+        with m.If(a_cell2):
+            m.d.sync += [c_new.eq(c_rq), a_cell2.eq(0), a_index.eq(1)]
+        with m.If(a_index):
+            m.d.comb += c_wr.en.eq(1)
+            m.d.sync += [a_idx.eq(requantize(c_new, fm.cell, units["cand"].in_fmt, model.rounding, "SAT")),
+                         a_o.eq(a_vals[rows[-1].name]), a_index.eq(0), a_held.eq(1)]
+        m.d.comb += a_hand.eq(a_held)
+        with m.If(a_held & b_take):
+            m.d.sync += [a_unit.eq(a_unit + 1), a_held.eq(0), a_idle.eq(1)]
 
         # ---- element-wise stage B: hidden state -------------------------------------------------
         b_idx = Signal.like(a_idx, name="b_idx", reset_less=True)
@@ -467,28 +480,20 @@ class CompactLSTMLayer(wiring.Component):
         ot, ot_busy = serial_product(m, b_t, b_o, start_b, name="ot")
         h_valid = Signal(name="h_valid")
         m.d.comb += ew_idx.eq(b_idx)
-        with m.FSM(name="stage_b"):
-            with m.State("IDLE"):
-                m.d.comb += b_idle.eq(1)
-                with m.If(b_take):
-                    m.d.sync += [b_idx.eq(a_idx), b_o.eq(a_o)]
-                    m.next = "REQUEST"
-            with m.State("REQUEST"):
-                m.d.comb += ew_req.eq(1)
-                with m.If(ew_grant):
-                    m.next = "LOOKUP"
-            with m.State("LOOKUP"):
-                with m.If(val_valid & val_ew):
-                    m.d.sync += b_t.eq(val)
-                    m.next = "START"
-            with m.State("START"):
-                m.d.comb += start_b.eq(1)
-                m.next = "MUL"
-            with m.State("MUL"):
-                with m.If(~ot_busy):
-                    m.d.sync += [h_val.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding,
-                                                     model.overflow)), h_valid.eq(1)]
-                    m.next = "IDLE"
+        b_idle_s = Signal(init=1, name="b_idle_s")
+        b_req, b_look, b_start_s, b_mul = (Signal(name=f"b_{n}") for n in ("req", "look", "start_s", "mul"))
+        m.d.comb += [b_idle.eq(b_idle_s), ew_req.eq(b_req), start_b.eq(b_start_s)]
+        with m.If(b_take):
+            m.d.sync += [b_idx.eq(a_idx), b_o.eq(a_o), b_idle_s.eq(0), b_req.eq(1)]
+        with m.If(ew_grant):
+            m.d.sync += [b_req.eq(0), b_look.eq(1)]
+        with m.If(b_look & val_valid & val_ew):
+            m.d.sync += [b_t.eq(val), b_look.eq(0), b_start_s.eq(1)]
+        with m.If(b_start_s):
+            m.d.sync += [b_start_s.eq(0), b_mul.eq(1)]
+        with m.If(b_mul & ~ot_busy):
+            m.d.sync += [h_val.eq(requantize(ot, QFormat(63, ig_frac), fm.data, model.rounding, model.overflow)),
+                         h_valid.eq(1), b_mul.eq(0), b_idle_s.eq(1)]
         with m.If(h_valid):
             m.d.sync += h_valid.eq(0)
 
