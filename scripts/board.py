@@ -60,7 +60,8 @@ BOARD_NAMES = ("icebreaker", "ulx3s-85f")
 #: Per family: synthesis target of :mod:`rnnaccel.scripts.synth` (I/O count, block sizes), nextpnr
 #: arguments, constraint file suffix and option, placed-design suffix and option.
 _FAMILY = {
-    "ice40": {"target": "ice40-up5k", "nextpnr": ["--up5k", "--package", "sg48"], "constraints": ".pcf",
+    # iCE40: the synthesis target's arguments (SG48, and no clock-enable promotion, see synth.py).
+    "ice40": {"target": "ice40-up5k", "nextpnr": list(_synth.TARGETS["ice40-up5k"].nextpnr_args), "constraints": ".pcf",
               "constraints_opt": "--pcf", "placed": ".asc", "placed_opt": "--asc", "packer": "icepack",
               "synth_opts": "-dsp"},
     "ecp5": {"target": "ecp5-85k", "nextpnr": ["--85k", "--package", "CABGA381", "--speed", "6"],
