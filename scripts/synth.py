@@ -27,6 +27,7 @@ Output directory (``out_dir``, e.g. ``BUILD/synth/<target>``)
 ``muls.il``        the RTL ``$mul`` cells (flattened design), for the multiplier census
 ``stat.json``      Yosys' cell statistics of the mapped netlist
 ``nextpnr.log``    nextpnr's full log;  ``nextpnr.json`` its ``--report`` (utilisation, Fmax)
+``nextpnr.sdf``    the routed delays (``--sdf``): every register input's arrival (``scripts/sta.py``)
 ``report.json``    the report returned by :func:`synth` (see there)
 ``summary.txt``    the same, readable, with the analytic prediction beside the measured figures
 =================  =================================================================================
@@ -250,6 +251,11 @@ def top_verilog(model: Model, wrapper: str, name: str = TOP_NAME, family: str | 
         info["weight_image_codes"] = plan.image_words * model.simd
     return text, info
 
+
+#: nextpnr's post-route delays (``--sdf``), read by :func:`rnnaccel.scripts.sta.endpoint_report`.
+SDF_FILE = "nextpnr.sdf"
+#: Registers listed in the report's ``timing_endpoints`` (worst first), and in the summary.
+ENDPOINT_GROUPS, SUMMARY_GROUPS = 20, 6
 
 #: nextpnr's messages for a design larger than the part (the placer may also give up near 100 %).
 DOES_NOT_FIT = re.compile(r"no BELs remaining|Unable to place|more .* than available|exceeds|too many|out of|"
@@ -544,7 +550,8 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         (wrapper and pins), ``model`` (``Model.summary()``), ``fits``, ``utilisation`` (per
         resource class ``used``/``available``/``bel``, plus ``lut4``/``ff``/``carry`` counts from
         Yosys), ``fmax_mhz`` (per clock), ``fmax`` (the ``clk`` domain), ``freq_target_mhz``,
-        ``timing_met``, ``critical_path``, ``prediction`` (analytic: multipliers, memory bits, cycles
+        ``timing_met``, ``critical_path``, ``timing_endpoints`` (every register input's arrival
+        from the routed delays, :func:`rnnaccel.scripts.sta.endpoint_report`), ``prediction`` (analytic: multipliers, memory bits, cycles
         per timestep), ``throughput`` (timesteps/s at the achieved Fmax), ``dsp_check``,
         ``multipliers_rtl``, ``memories``, ``memory_plan`` (where each memory was placed and whether
         it is loaded at run time), ``yosys_cells``, ``nextpnr_bels``, ``runtime_s``, ``seed``.
@@ -572,7 +579,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output {str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (REPORT_FILE, SUMMARY_FILE, "nextpnr.json", "netlist.json", "stat.json", "muls.il"):
+    for stale in (REPORT_FILE, SUMMARY_FILE, "nextpnr.json", SDF_FILE, "netlist.json", "stat.json", "muls.il"):
         (out / stale).unlink(missing_ok=True)
 
     runtime = {}
@@ -662,7 +669,8 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
     # 3. nextpnr.
     pin_file, pin_text, pin_args = tgt.constraints()
     (out / pin_file).write_text(pin_text)
-    args = list(tgt.nextpnr_args) + pin_args + ["--json", "netlist.json", "--report", "nextpnr.json", "--timing-allow-fail",
+    args = list(tgt.nextpnr_args) + pin_args + ["--json", "netlist.json", "--report", "nextpnr.json",
+                                                "--sdf", SDF_FILE, "--timing-allow-fail",
                                      "--seed", str(seed), "--freq", f"{freq:g}"]
     say("nextpnr", f"{tgt.nextpnr} {' '.join(tgt.nextpnr_args)} --freq {freq:g} --seed {seed} (log: nextpnr.log)")
     t0 = time.monotonic()
@@ -692,6 +700,13 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
 
     # 4. Report.
     say("report", "parsing nextpnr and Yosys reports")
+    # Every endpoint's arrival from the routed delays (nextpnr reports one path per clock).
+    from .sta import endpoint_report
+    try:
+        endpoints = endpoint_report(out / SDF_FILE, 1000.0 / freq, groups=ENDPOINT_GROUPS)
+    except (OSError, ValueError) as e:
+        raise ToolError(f"could not read nextpnr's SDF ({SDF_FILE}): {e}", step="report",
+                        log=out / "nextpnr.log") from e
     parsed = parse_nextpnr_report(json.loads((out / "nextpnr.json").read_text()), tgt.family)
     try:
         cells = _yosys_cells(json.loads((out / "stat.json").read_text()), TOP_NAME)
@@ -738,6 +753,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         "freq_target_mhz": float(freq),
         "timing_met": bool(clk is not None and clk >= freq),
         "critical_path": parsed["critical_path"],
+        "timing_endpoints": endpoints,
         "prediction": pred,
         "throughput": throughput,
         "dsp_check": _dsp_check(model, tgt, muls, util["dsp"]["used"], top.get("dsp_primitives", 0)),
@@ -750,6 +766,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
         "runtime_s": runtime,
         "files": {"verilog": "top.v", "yosys_log": "yosys.log", "netlist": "netlist.json",
                   "netlist_verilog": "netlist_gl.v", "nextpnr_log": "nextpnr.log", "nextpnr_report": "nextpnr.json",
+                  "sdf": SDF_FILE,
                   "report": REPORT_FILE, "summary": SUMMARY_FILE},
     }
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
@@ -810,6 +827,12 @@ def format_summary(report: dict) -> str:
     if cp:
         lines.append(f"  critical   {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing, "
                      f"{cp['levels']} levels): {cp['from']} -> {cp['to']}")
+    ep = r.get("timing_endpoints")
+    if ep and ep["endpoints"]:
+        lines.append(f"  endpoints  {ep['endpoints']} register inputs, {ep['failing']} over {ep['period_ns']:.2f} ns "
+                     f"({ep['failing_groups']} registers); worst {ep['worst_ns']:.2f} ns (from {SDF_FILE}):")
+        for w in ep["worst"][:SUMMARY_GROUPS]:
+            lines.append(f"             {w['slack_ns']:+7.2f} ns slack  {w['group']}  ({w['cells']} cells from {w['start']})")
     lines.append(f"  cycles     {pred['cycles_per_timestep']} per timestep (analytic; MAC bound {pred['mac_bound']})")
     t = r["throughput"]
     if t:

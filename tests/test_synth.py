@@ -300,6 +300,25 @@ def test_small_design_fits_with_dsps_and_fmax(small_synth):
             assert set(c["connections"]["C"]) == set(c["connections"]["D"]) == {"0"}
 
 
+def test_endpoint_report_agrees_with_nextpnr(small_synth):
+    """The arrival times computed from nextpnr's SDF: the worst one is nextpnr's own critical path
+    (1 / Fmax, to within rounding), and the endpoints over the constraint are consistent with it."""
+    _, out, report, _ = small_synth
+    ep = report["timing_endpoints"]
+    assert ep["endpoints"] > 100 and ep["period_ns"] == pytest.approx(1000 / report["freq_target_mhz"], abs=1e-3)
+    assert ep["worst_ns"] == pytest.approx(1000 / report["fmax"], rel=0.01)
+    assert (ep["failing"] > 0) == (not report["timing_met"])
+    worst = ep["worst"]
+    assert worst[0]["arrival_ns"] == ep["worst_ns"] and worst[0]["cells"] >= 1
+    assert [w["arrival_ns"] for w in worst] == sorted((w["arrival_ns"] for w in worst), reverse=True)
+    assert len({w["group"] for w in worst}) == len(worst)
+    assert "register inputs" in (out / "summary.txt").read_text()
+    # A tighter period only adds failing endpoints.
+    from rnnaccel.scripts.sta import endpoint_report
+    tight = endpoint_report(out / "nextpnr.sdf", ep["worst_ns"] / 2)
+    assert tight["failing"] > ep["failing"] and tight["worst_ns"] == ep["worst_ns"]
+
+
 def test_small_design_report_files(small_synth):
     model, out, report, _ = small_synth
     on_disk = json.loads((out / "report.json").read_text())
@@ -410,3 +429,40 @@ def test_placer_that_gives_up_is_reported_with_the_fullest_resource(tmp_path, mo
                              r"count; the fullest resource is ICESTORM_RAM 29/30: the placer gave up") as e:
         synth_flow.synth(model, tmp_path, "ice40-up5k")
     assert e.value.over == [] and e.value.utilisation["ICESTORM_LC"] == {"used": 4305, "available": 5280}
+
+
+TINY_SDF = """(DELAYFILE
+  (SDFVERSION "3.0") (DIVIDER /) (TIMESCALE 1ps)
+  (CELL (CELLTYPE "top") (INSTANCE )
+    (DELAY (ABSOLUTE
+      (INTERCONNECT ra/O l1/I0 (2000:2000:2000) (2000:2000:2000))
+      (INTERCONNECT l1/O rb/D (1000:1000:1000) (1000:1000:1000))
+      (INTERCONNECT ra/O rc/D (700:700:700) (700:700:700))
+      (INTERCONNECT rb/O l2/I1 (300:300:300) (300:300:300))
+      (INTERCONNECT l2/O rc/E (400:400:400) (400:400:400))
+    )))
+  (CELL (CELLTYPE "LC") (INSTANCE ra) (DELAY (ABSOLUTE (IOPATH CLK O (1000:1000:1000) (1000:1000:1000))))
+    (TIMINGCHECK (SETUPHOLD (posedge D) (posedge CLK) (100:100:100) (0:0:0))))
+  (CELL (CELLTYPE "LC") (INSTANCE rb) (DELAY (ABSOLUTE (IOPATH CLK O (1000:1000:1000) (1000:1000:1000))))
+    (TIMINGCHECK (SETUPHOLD (posedge D) (posedge CLK) (100:100:100) (0:0:0))))
+  (CELL (CELLTYPE "LC") (INSTANCE rc) (DELAY (ABSOLUTE (IOPATH CLK O (1000:1000:1000) (1000:1000:1000))))
+    (TIMINGCHECK (SETUPHOLD (posedge D) (posedge CLK) (100:100:100) (0:0:0))
+                 (SETUPHOLD (posedge E) (posedge CLK) (200:200:200) (0:0:0))))
+  (CELL (CELLTYPE "LUT") (INSTANCE l1) (DELAY (ABSOLUTE (IOPATH I0 O (500:500:500) (500:500:500)))))
+  (CELL (CELLTYPE "LUT") (INSTANCE l2) (DELAY (ABSOLUTE (IOPATH I1 O (900:900:900) (900:900:900)))))
+)
+"""
+
+
+def test_endpoint_report_of_a_hand_written_sdf():
+    """Arrivals derived by hand: rb.D = 1.0 (ra clock-to-out) + 2.0 + 0.5 + 1.0 + 0.1 setup = 4.6 ns;
+    rc.E = 1.0 (rb) + 0.3 + 0.9 + 0.4 + 0.2 = 2.8 ns; rc.D = 1.0 + 0.7 + 0.1 = 1.8 ns; ra.D unreached."""
+    from rnnaccel.scripts.sta import endpoint_report
+    r = endpoint_report(TINY_SDF, period_ns=2.5)
+    assert r["endpoints"] == 3 and r["worst_ns"] == pytest.approx(4.6)
+    assert r["failing"] == 2 and r["failing_groups"] == 2          # rb.D and rc.E, not rc.D
+    assert [(w["group"], w["arrival_ns"], w["start"], w["cells"]) for w in r["worst"]] == [
+        ("rb", pytest.approx(4.6), "ra", 3), ("rc", pytest.approx(2.8), "rb", 3)]
+    assert r["worst"][0]["slack_ns"] == pytest.approx(2.5 - 4.6)
+    with pytest.raises(ValueError, match="not an SDF"):
+        endpoint_report("(DELAYFILE", period_ns=1.0)
