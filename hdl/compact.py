@@ -19,13 +19,20 @@ allows: a row of every PE completes only every ``F`` beats, a hidden unit of eve
   cell state (in a memory of ``H`` words, not flip-flops), its ``tanh`` look-up, ``o*tanh(c)``.
   Two stages (A: the cell state, B: the hidden state) work on consecutive units.
 * **Fewer vectors**: ``x_t`` is read from the input stream's payload, which the producer holds
-  (the input is taken only at the end of the step's matrix-vector beats); ``h_t`` is collected in
-  a shift register that *is* the output payload (the next step starts when it has been taken), and
-  ``h_{t-1}`` is a copy of it loaded when a step starts.
+  (the input is taken only at the end of the step's matrix-vector beats), through a multiplexer
+  in two registered halves; ``h_{t-1}`` (and, where they fit, the biases) from one small memory
+  per SIMD lane, written as ``h_t``'s elements come; ``h_t`` is collected in a shift register
+  that *is* the output payload (the next step starts when it has been taken), which a byte
+  wrapper can read out element by element by rotating it (``o_rotate``).
+* **Flip-flops in front of every fan-out** (found on the UP5K, where routes dominate): the step
+  start, the last beat, the stages' states (one flip-flop each), per-lane copies of the chunk
+  counters; sums of three terms as one adder (:func:`add_with_carry`); the matrix-vector unit's
+  accumulators split in two halves when the biases come from memory.
 
 The values are those of the golden model (:mod:`rnnaccel.golden.layer`), bit for bit: only the
-schedule differs. Cycles per step: :func:`rnnaccel.hdl.perf.layer_cycles` (MAC bound + drain of
-the last unit group through the serial stages, :func:`compact_drain`).
+schedule differs. Cycles per step: :func:`rnnaccel.hdl.perf.layer_cycles` (the registered start,
+the MAC bound, the input registers, the matrix-vector latency, and the drain of the last unit
+group through the serial stages, :func:`compact_drain`).
 """
 
 from __future__ import annotations
@@ -175,12 +182,13 @@ class CompactLSTMLayer(wiring.Component):
     Notes
     -----
     One timestep takes :func:`~rnnaccel.hdl.perf.layer_cycles` cycles with the input always valid
-    and the output always ready: the start (``h_{t-1}`` copied from the output), ``R*F``
-    matrix-vector beats, the matrix-vector latency, and the drain of the last unit group through
-    the activation unit and the element-wise stages (:func:`compact_drain`). A step starts only
-    when the previous ``h_t`` has been taken (or is being taken). Multipliers: the matrix-vector
-    unit's ``pe * simd``, nothing else. Memories: the matrix-vector unit's, one table (two when
-    the gate table is not the candidate table shifted), ``H`` cell states.
+    and the output always ready: the start (a cycle after its condition), ``R*F`` matrix-vector
+    beats, the two input registers, the matrix-vector latency (one more with the biases in
+    memory: split accumulators), and the drain of the last unit group through the activation
+    unit and the element-wise stages (:func:`compact_drain`). A step starts only when the
+    previous ``h_t`` has been taken (or is being taken). Multipliers: the matrix-vector unit's
+    ``pe * simd``, nothing else. Memories: the matrix-vector unit's, one table (two when the gate
+    table is not the candidate table shifted), ``H`` cell states, one ``h_{t-1}`` memory per lane.
     """
 
     @checked_init
