@@ -225,7 +225,8 @@ class MatrixVectorUnit(wiring.Component):
     Latency :func:`~rnnaccel.hdl.perf.mvu_latency` = 4 + ceil(log2 simd) cycles from the
     last beat of a row to its output: weight data and input registers (the weight memory is read
     one cycle ahead, at the address of the next beat), multiplier input register, product
-    register, adder tree (a register after every level), accumulator.
+    register, adder tree (a register after every level), accumulator; with ``external_bias`` one
+    more (the accumulator's high half, :data:`~rnnaccel.hdl.perf.SPLIT_ACC_LATENCY`).
     Throughput one beat per cycle, no stalls (``always_ready``); ``pe * simd`` multipliers. The
     multiplier input and product registers are :func:`~rnnaccel.hdl.dsp.registered_product`'s:
     on ECP5 (synthesis flow) the ``MULT18X18D``'s own registers, so the weight memory's data and the
@@ -233,8 +234,8 @@ class MatrixVectorUnit(wiring.Component):
     data register is :func:`~rnnaccel.hdl.dsp.registered_rom`'s (on ECP5 the ``DP16KD`` output
     register), which feeds the DSP blocks directly. No beat may come in the first cycle after reset
     (its weight word would need a read issued before the reset ended).
-    One weight memory (``R*F`` words of ``simd * weight.width`` bits) per PE and one bias table in
-    logic per PE (:func:`bias_rom`).
+    One weight memory (``R*F`` words of ``simd * weight.width`` bits) per PE and, without
+    ``external_bias``, one bias table in logic per PE (:func:`bias_rom`).
     The weight memories of the PEs in ``loaded`` (``{pe: select}``) have no initial contents: they are
     :class:`~rnnaccel.hdl.spram.LoadableMemory` (SPRAM on iCE40), written through the ``load`` port
     (:func:`~rnnaccel.hdl.spram.load_bus_layout` ``load_layout``) when ``load.sel == select``; the
