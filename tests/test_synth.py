@@ -70,8 +70,9 @@ def test_serialised_top_ports_and_arguments():
 
 
 def _run_serialised(model, sequences, *, width=8, idle=0.0, backpressure=0.0, seed=0, plan=None, image=()):
-    """Bytes in -> bytes out through SerialisedTop; returns [(h codes, tlast per beat)] per timestep.
-    With ``plan``, the weight ``image`` goes first (each code in its own beats)."""
+    """Bytes in -> bytes out through SerialisedTop; returns [(h codes, tlast per beat)] per timestep,
+    the top, and the cycle of each output's first beat. With ``plan``, the weight ``image`` goes
+    first (each code in its own beats)."""
     dut = SerialisedTop(model, width, plan=plan)
     cw = model.formats.data.width
     got, firsts, count = [], [], [0]
@@ -131,8 +132,7 @@ def _run_serialised(model, sequences, *, width=8, idle=0.0, backpressure=0.0, se
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
-    _run_serialised.first_beat_cycles = firsts
-    return got, dut
+    return got, dut, firsts
 
 
 WRAPPER_CONFIGS = {
@@ -158,7 +158,7 @@ def test_serialised_top_matches_golden(cfg, pauses):
     model = random_model(c.pop("X"), c.pop("H"), seed=3, **c)
     rng = np.random.default_rng(4)
     seqs = [golden_lstm.quantize_input(rng.uniform(-2, 2, (T, model.input_size)), model) for T in (3, 1, 4)]
-    got, dut = _run_serialised(model, seqs, width=width, idle=pauses[0], backpressure=pauses[1], seed=5)
+    got, dut, _ = _run_serialised(model, seqs, width=width, idle=pauses[0], backpressure=pauses[1], seed=5)
     assert dut.rotating == cfg.endswith("-rotate")
     expected = []
     for seq in seqs:
@@ -177,9 +177,9 @@ def test_serialised_top_steps_at_its_predicted_pace(cfg):
     width = c.pop("width")
     model = random_model(c.pop("X"), c.pop("H"), seed=3, **c)
     seq = golden_lstm.quantize_input(np.random.default_rng(4).uniform(-2, 2, (6, model.input_size)), model)
-    got, dut = _run_serialised(model, [seq], width=width)
+    got, dut, firsts = _run_serialised(model, [seq], width=width)
     assert [g[0] for g in got] == [[int(v) for v in h] for h in golden_lstm.run_codes(model, seq).h_codes]
-    gaps = np.diff(_run_serialised.first_beat_cycles)
+    gaps = np.diff(firsts)
     np.testing.assert_array_equal(gaps[1:], dut.cycles_per_timestep)     # steady state after the first
     if dut.rotating:
         assert dut.cycles_per_timestep > perf.cycles_per_timestep(model)
@@ -196,7 +196,7 @@ def test_serialised_top_loads_spram_weights_first(cfg, pauses):
     assert len(plan.loaded) == model.pe
     rng = np.random.default_rng(4)
     seqs = [golden_lstm.quantize_input(rng.uniform(-2, 2, (T, model.input_size)), model) for T in (3, 2)]
-    got, dut = _run_serialised(model, seqs, width=width, idle=pauses[0], backpressure=pauses[1], seed=5,
+    got, dut, _ = _run_serialised(model, seqs, width=width, idle=pauses[0], backpressure=pauses[1], seed=5,
                                plan=plan, image=weight_image(model, plan))
     expected = [[int(v) for v in h] for seq in seqs for h in golden_lstm.run_codes(model, seq).h_codes]
     assert [g[0] for g in got] == expected
