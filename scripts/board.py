@@ -216,7 +216,7 @@ def build_board(model: Model, out_dir, board: str, *, baud: int = 115200, seed: 
     say("nextpnr", f"{tool} {' '.join(fam['nextpnr'])} --seed {seed}, clock constraint {constraint:g} MHz "
                    f"(log: nextpnr.log)")
     t0 = time.monotonic()
-    rc, plog = _run(tool, args, out, "nextpnr.log", timeout)
+    rc, plog = _run(tool, args, out, "nextpnr.log", timeout, watch=_synth.router_stall_watch)
     runtime["nextpnr"] = round(time.monotonic() - t0, 2)
     if rc != 0 or not (out / "nextpnr.json").exists() or not (out / placed).exists():
         util = _synth._log_utilisation(plog)

@@ -301,21 +301,83 @@ def _tool_argv(tool: str) -> list[str]:
     return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{func}(sys.argv[1:]))"]
 
 
-def _run(tool: str, args: list[str], cwd: Path, log_name: str, timeout: float | None) -> tuple[int, str]:
-    """Run ``tool args`` in ``cwd``, stdout and stderr into ``cwd/log_name``; returns (exit code, log text)."""
+class _Stopped(Exception):
+    """A watcher stopped a tool run (its message says why)."""
+
+
+def _run(tool: str, args: list[str], cwd: Path, log_name: str, timeout: float | None,
+         watch: Callable[[str, dict], str | None] | None = None) -> tuple[int, str]:
+    """Run ``tool args`` in ``cwd``, stdout and stderr into ``cwd/log_name``; returns (exit code, log text).
+
+    ``watch(new_text, state)`` is called every :data:`WATCH_INTERVAL_S` seconds with the log text
+    written since its last call (and a dict of its own); a message it returns stops the run with
+    a :class:`ToolError` carrying that message (a tool that will never finish).
+    """
     log = cwd / log_name
     argv = _tool_argv(tool) + args
     with open(log, "w") as f:
         f.write(f"# {tool} {' '.join(shlex.quote(a) for a in args)}\n# cwd: {cwd}\n")
         f.flush()
         try:
-            proc = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ToolError(f"{tool} did not finish within {timeout} s", step=tool, log=log) from None
+            proc = subprocess.Popen(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         except OSError as e:
             raise ToolError(f"cannot run {tool}: {e}", step=tool, log=log) from None
-    return proc.returncode, log.read_text(errors="replace")
+        t0, pos, state = time.monotonic(), 0, {}
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=WATCH_INTERVAL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if timeout is not None and time.monotonic() - t0 > timeout:
+                    raise _Stopped(f"{tool} did not finish within {timeout} s")
+                if watch is not None:
+                    with open(log, errors="replace") as r:
+                        r.seek(pos)
+                        new = r.read()
+                        pos = r.tell()
+                    message = watch(new, state)
+                    if message:
+                        raise _Stopped(message)
+        except _Stopped as e:
+            proc.kill()
+            proc.wait()
+            text = log.read_text(errors="replace")
+            raise ToolError(str(e), step=tool, log=log, lines=text.splitlines()[-6:]) from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return rc, log.read_text(errors="replace")
+
+
+#: Seconds between looks at a running tool's log (timeout and watcher).
+WATCH_INTERVAL_S = 2.0
+#: nextpnr's router1 progress line: iterations, ..., arcs still to route.
+_ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", re.M)
+#: Progress lines (1000 router iterations each) with the same count of unrouted arcs after which
+#: the router is taken to be stuck (on the UP5K reference at some seeds it rips up the same arcs
+#: forever; otherwise the count falls every line).
+ROUTER_STALL_LINES = 30
+
+
+def router_stall_watch(new: str, state: dict) -> str | None:
+    """A :func:`_run` watcher for nextpnr: a message when router1's count of unrouted arcs has not
+    changed in :data:`ROUTER_STALL_LINES` progress lines (a congested placement it cannot route)."""
+    text = state.get("rest", "") + new
+    complete, _, state["rest"] = text.rpartition("\n")
+    for m in _ROUTER1_PROGRESS.finditer(complete):
+        iteration, remaining = int(m[1]), int(m[2])
+        if remaining == state.get("remaining"):
+            state["same"] = state.get("same", 0) + 1
+        else:
+            state["remaining"], state["same"] = remaining, 0
+        if state["same"] >= ROUTER_STALL_LINES:
+            return (f"nextpnr's router made no progress in {ROUTER_STALL_LINES * 1000} iterations ({remaining} "
+                    f"arcs still unrouted at iteration {iteration}): this placement is too congested to route; "
+                    f"another --seed may route it")
+    return None
 
 
 def _error_lines(text: str, limit: int = 12) -> list[str]:
@@ -674,7 +736,7 @@ def synth(model: Model, out_dir, target: str, *, seed: int = 1, freq: float | No
                                      "--seed", str(seed), "--freq", f"{freq:g}"]
     say("nextpnr", f"{tgt.nextpnr} {' '.join(tgt.nextpnr_args)} --freq {freq:g} --seed {seed} (log: nextpnr.log)")
     t0 = time.monotonic()
-    rc, plog = _run(tgt.nextpnr, args, out, "nextpnr.log", timeout)
+    rc, plog = _run(tgt.nextpnr, args, out, "nextpnr.log", timeout, watch=router_stall_watch)
     runtime["nextpnr"] = round(time.monotonic() - t0, 2)
     if rc != 0 or not (out / "nextpnr.json").exists():
         util = _log_utilisation(plog)

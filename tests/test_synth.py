@@ -466,3 +466,41 @@ def test_endpoint_report_of_a_hand_written_sdf():
     assert r["worst"][0]["slack_ns"] == pytest.approx(2.5 - 4.6)
     with pytest.raises(ValueError, match="not an SDF"):
         endpoint_report("(DELAYFILE", period_ns=1.0)
+
+
+def _router_lines(remaining):
+    return "".join(f"Info:    {1000 * (i + 1):7d} |   {i:6d}   {i:6d} |  {i:3d}   {i:3d} |  {r:8d}|  0.6  {i}.0|\n"
+                   for i, r in enumerate(remaining))
+
+
+def test_router_stall_watch_stops_a_router_that_makes_no_progress():
+    """router1 at some UP5K seeds rips up the same arcs forever (the count of unrouted arcs stops
+    changing); a router that progresses is left alone, however long it takes."""
+    n = synth_flow.ROUTER_STALL_LINES
+    stuck = _router_lines([9890, 9126, 8541] + [7576] * (n + 1))
+    state, message = {}, None
+    for i in range(0, len(stuck), 37):          # arrives in pieces, lines cut anywhere
+        message = message or synth_flow.router_stall_watch(stuck[i:i + 37], state)
+    assert message and "no progress" in message and "7576 arcs" in message and "another --seed" in message
+    assert synth_flow.router_stall_watch(_router_lines(range(5000, 5000 - 3 * n, -1)), {}) is None
+    # a count that repeats but then falls again is progress
+    wobble = _router_lines(([100] * (n - 1) + [99]) * 3)
+    assert synth_flow.router_stall_watch(wobble, {}) is None
+
+
+def test_a_stuck_tool_run_is_stopped_with_the_watchers_message(tmp_path, monkeypatch):
+    fake = tmp_path / "fake_nextpnr.py"
+    fake.write_text("import sys, time\n"
+                    "print('Info: Routing..', flush=True)\n"
+                    "while True:\n"
+                    "    print('Info:       6000 |     2311       3482 | 1000     0 |      7576|       0.64       7.83|', flush=True)\n"
+                    "    time.sleep(0.01)\n")
+    monkeypatch.setenv("RNNACCEL_NEXTPNR_ICE40", f"{sys.executable} {fake}")
+    monkeypatch.setattr(synth_flow, "WATCH_INTERVAL_S", 0.2)
+    monkeypatch.setattr(synth_flow, "ROUTER_STALL_LINES", 5)
+    with pytest.raises(synth_flow.ToolError, match="no progress in 5000 iterations") as e:
+        synth_flow._run("nextpnr-ice40", [], tmp_path, "nextpnr.log", timeout=60, watch=synth_flow.router_stall_watch)
+    assert e.value.log == tmp_path / "nextpnr.log" and any("7576" in ln for ln in e.value.lines)
+    # the same run without a watcher ends at its timeout
+    with pytest.raises(synth_flow.ToolError, match="did not finish within 1 s"):
+        synth_flow._run("nextpnr-ice40", [], tmp_path, "nextpnr.log", timeout=1)
