@@ -37,14 +37,13 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from rnnaccel.golden.fixed import QFormat
 from rnnaccel.hdl.wrapper import pack_vector
 from rnnaccel.sim.bench_top import (CLOCK_NS, FIRST_MISMATCHES, HandshakeMonitor, Scoreboard, _env_int,
-                                    _pauses, bench_params)
+                                    _pauses, bench_params, start_dut)
 from rnnaccel.sim.vectors import load_vectors
 
 
@@ -145,19 +144,7 @@ async def test_serial_top(dut):
         got = len(getattr(dut, port))
         assert got == width, f"{port} is {got} bits; the serial top's beats are {width} bits (report.json)"
 
-    impl = "gpi" if "icarus" in cocotb.SIM_NAME.lower() else None
-    Clock(dut.clk, CLOCK_NS, unit="ns", **({"impl": impl} if impl else {})).start()
-    dut.rst.value = 1
-    dut.s_axis_tvalid.value = 0
-    dut.s_axis_tlast.value = 0
-    dut.s_axis_tdata.value = 0
-    dut.m_axis_tready.value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 2)
-
-    monitor = HandshakeMonitor(dut)
-    cocotb.start_soon(monitor.run())
+    monitor = await start_dut(dut, ["s_axis_tvalid", "s_axis_tlast", "s_axis_tdata", "m_axis_tready"])
     board = Scoreboard(vectors, fmt, Y, cell_width)
     errors: list[str] = []
     rng = random.Random(seed)

@@ -254,6 +254,25 @@ def bench_params() -> dict:
             "simulator": os.environ.get("RNNACCEL_SIM") or cocotb.SIM_NAME}
 
 
+async def start_dut(dut, inputs, while_in_reset=None) -> HandshakeMonitor:
+    """Start ``clk``, hold ``rst`` for 3 cycles with the ``inputs`` (port names) at 0, run
+    ``while_in_reset()`` (awaited) if given, release ``rst``, wait 2 cycles, and start a
+    :class:`HandshakeMonitor` on ``m_axis`` (returned)."""
+    impl = "gpi" if "icarus" in cocotb.SIM_NAME.lower() else None
+    Clock(dut.clk, CLOCK_NS, unit="ns", **({"impl": impl} if impl else {})).start()
+    dut.rst.value = 1
+    for name in inputs:
+        getattr(dut, name).value = 0
+    await ClockCycles(dut.clk, 3)
+    if while_in_reset is not None:
+        await while_in_reset()
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    monitor = HandshakeMonitor(dut)
+    cocotb.start_soon(monitor.run())
+    return monitor
+
+
 @cocotb.test()
 async def test_top(dut):
     """Bit-exact check of every h_t, frame boundaries, and steady-state cycles per timestep."""
@@ -281,28 +300,21 @@ async def test_top(dut):
     assert out_width >= Y * fmt.width and out_width % 8 == 0, \
         f"m_axis_tdata is {out_width} bits; expected Y*W = {Y}*{fmt.width} padded to whole bytes"
 
-    impl = "gpi" if "icarus" in cocotb.SIM_NAME.lower() else None
-    Clock(dut.clk, CLOCK_NS, unit="ns", **({"impl": impl} if impl else {})).start()
-    dut.rst.value = 1
-    dut.s_axis_tvalid.value = 0
-    dut.s_axis_tlast.value = 0
-    dut.s_axis_tdata.value = 0
+    inputs = ["s_axis_tvalid", "s_axis_tlast", "s_axis_tdata", "m_axis_tready"]
     if summary["axis"].get("s_axis_weights_tdata_width"):
-        dut.s_axis_weights_tvalid.value = 0
-        dut.s_axis_weights_tdata.value = 0
-    dut.m_axis_tready.value = 0
-    await ClockCycles(dut.clk, 3)
-    for prefix in ("s_axis", "m_axis"):     # cocotbext-axi is chatty at INFO level
-        logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
-    # created once the ports have defined values (their loops start at once and sample them)
-    source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk)
-    sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk)
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await ClockCycles(dut.clk, 2)
+        inputs += ["s_axis_weights_tvalid", "s_axis_weights_tdata"]
+    axis = {}
 
-    monitor = HandshakeMonitor(dut)
-    cocotb.start_soon(monitor.run())
+    async def make_axis():
+        for prefix in ("s_axis", "m_axis"):     # cocotbext-axi is chatty at INFO level
+            logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+        # created once the ports have defined values (their loops start at once and sample them)
+        axis["source"] = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk)
+        axis["sink"] = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk)
+        await ClockCycles(dut.clk, 3)
+
+    monitor = await start_dut(dut, inputs, make_axis)
+    source, sink = axis["source"], axis["sink"]
     board = Scoreboard(vectors, fmt, Y, cell_width)
     errors: list[str] = []
 
