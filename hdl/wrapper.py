@@ -139,7 +139,7 @@ class SerialisedTop(wiring.Component):
     accelerator's output register into a one-element register, rotates the output register by one
     element (``o_rotate``) and repeats; after the last element it takes the output (``ready``, a
     register). The accelerator's next step waits for that: ``max(beats per code, 2) * (H - 1) + 1``
-    cycles more per step (on the UP5K reference 63 of 1181, for about 1,000 fewer logic cells).
+    cycles more per step (on the UP5K reference 63 of 1184, for about 1,000 fewer logic cells).
     """
 
     @checked_init
