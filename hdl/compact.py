@@ -26,7 +26,7 @@ allows: a row of every PE completes only every ``F`` beats, a hidden unit of eve
   wrapper can read out element by element by rotating it (``o_rotate``).
 * **Flip-flops in front of every fan-out** (found on the UP5K, where routes dominate): the step
   start, the last beat, the stages' states (one flip-flop each), per-lane copies of the chunk
-  counters; sums of three terms as one adder (:func:`add_with_carry`); the matrix-vector unit's
+  counters; sums of three terms as one adder (:func:`~rnnaccel.hdl.fixed.add_with_carry`); the matrix-vector unit's
   accumulators split in two halves when the biases come from memory.
 
 The values are those of the golden model (:mod:`rnnaccel.golden.layer`), bit for bit: only the
@@ -37,7 +37,7 @@ group through the serial stages, :func:`compact_drain`).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -47,7 +47,7 @@ from rnnaccel.golden.fixed import QFormat
 from rnnaccel.golden.model import ConfigError, Model
 
 from .activation import activation_unit as _unit
-from .fixed import align, requantize, requantize_split, shape_of
+from .fixed import add_with_carry, align, extend, requantize, requantize_split, shape_of
 from .mvu import MatrixVectorUnit, fold_counter, last_beat_flag
 from .perf import GATE_LATENCY, compact_biases_in_memory, compact_drain, compact_timing, mvu_latency
 from ._util import checked_init
@@ -94,21 +94,6 @@ def check_compact_model(model: Model) -> None:
                 f"(pe * {t['b'] + t['slot_wait']} > {ng} rows * {F} chunks); choose a smaller pe or simd")
 
 
-def _extend(v, width: int):
-    """``v`` sign- or zero-extended (by its shape) or truncated to ``width`` bits."""
-    v = Value.cast(v)
-    if len(v) >= width:
-        return v[:width]
-    fill = v[-1].replicate(width - len(v)) if v.shape().signed else Const(0, width - len(v))
-    return Cat(v, fill)
-
-
-def add_with_carry(a, b, carry, width: int):
-    """``(a + b + carry) mod 2**width`` as one adder, the carry entering below bit 0 (written as
-    ``a + b + carry``, Yosys builds two adders in series: two carry chains)."""
-    return (Cat(carry, _extend(a, width)) + Cat(carry, _extend(b, width)))[1:width + 1]
-
-
 def serial_product(m: Module, a, b, start, *, name: str):
     """``a * b`` by shift and add, one bit of ``b`` per cycle (no multiplier).
 
@@ -136,7 +121,7 @@ def serial_product(m: Module, a, b, start, *, name: str):
     n = wa + 2
     sub = (lo[0] & last) if b_shape.signed else Const(0)
     addend = Signal(n, name=f"{name}_addend")
-    m.d.comb += addend.eq(Mux(lo[0], _extend(a_r, n) ^ Mux(sub, (1 << n) - 1, 0), 0))
+    m.d.comb += addend.eq(Mux(lo[0], extend(a_r, n) ^ Mux(sub, (1 << n) - 1, 0), 0))
     s = Signal(signed(n), name=f"{name}_sum")
     m.d.comb += s.eq(add_with_carry(hi, addend, sub, n))
     with m.If(start):
@@ -147,10 +132,6 @@ def serial_product(m: Module, a, b, start, *, name: str):
     product = Signal((a * b).shape(), name=f"{name}_p")
     m.d.comb += product.eq(Cat(lo, hi).as_signed())
     return product, busy
-
-
-#: Where the compact layer keeps the biases (:func:`rnnaccel.hdl.perf.compact_biases_in_memory`).
-biases_in_memory = compact_biases_in_memory
 
 
 class CompactLSTMLayer(wiring.Component):
@@ -230,7 +211,7 @@ class CompactLSTMLayer(wiring.Component):
         # beat: that beat is an x_t chunk, so the memories' read ports are free then. Otherwise
         # (too few lanes, x_t narrower than a chunk, rows shorter than the matrix-vector
         # pipeline) the matrix-vector unit has its own tables in logic.
-        ext_bias = biases_in_memory(model)
+        ext_bias = compact_biases_in_memory(model)
         m.submodules.mvu = mvu = MatrixVectorUnit(w_banks, b_banks, data_fmt=fm.data, weight_fmt=fm.weight,
                                                   acc_fmt=model.accumulator, bias_fmt=model.bias,
                                                   fold_ranges=model.fold_ranges, loaded=self.loaded,

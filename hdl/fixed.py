@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 
 from rnnaccel.golden.fixed import OVERFLOW_MODES, ROUNDING_MODES, QFormat
 
-__all__ = ["shape_of", "requantize", "requantize_split", "align"]
+__all__ = ["shape_of", "requantize", "requantize_split", "align", "extend", "add_with_carry"]
 
 
 def shape_of(fmt: QFormat) -> Shape:
@@ -104,3 +104,18 @@ def requantize_split(m: Module, value, src: QFormat, dst: QFormat, rounding: str
     r = Signal(shape_of(dst), name=f"{name}_r", reset_less=True)
     m.d.sync += r.eq(requantize(value, src, dst, rounding, overflow))
     return r
+
+
+def extend(v, width: int):
+    """``v`` sign- or zero-extended (by its shape) or truncated to ``width`` bits."""
+    v = Value.cast(v)
+    if len(v) >= width:
+        return v[:width]
+    fill = v[-1].replicate(width - len(v)) if v.shape().signed else Const(0, width - len(v))
+    return Cat(v, fill)
+
+
+def add_with_carry(a, b, carry, width: int):
+    """``(a + b + carry) mod 2**width`` as one adder, the carry entering below bit 0 (written as
+    ``a + b + carry``, Yosys builds two adders in series: two carry chains)."""
+    return (Cat(carry, extend(a, width)) + Cat(carry, extend(b, width)))[1:width + 1]

@@ -14,6 +14,7 @@ from rnnaccel.golden.fixed import QFormat
 
 from .dsp import registered_product, registered_rom
 from .spram import LoadableMemory
+from .fixed import add_with_carry
 from .perf import LEVELS_PER_STAGE, adder_tree_stages, mvu_latency
 from ._util import checked_init
 
@@ -435,9 +436,7 @@ class MatrixVectorUnit(wiring.Component):
             keep_lo = Signal(h, name=f"acc_keep_lo{p}", reset_less=True)
             tot_lo = Signal(h + 1, name=f"acc_tot_lo{p}")
             tot_hi = Signal(w - h, name=f"acc_tot_hi{p}")
-            m.d.comb += [tot_lo.eq(run_lo + s_full[:h]),
-                         # run_hi + s_hi + carry as one adder: the carry enters below bit 0.
-                         tot_hi.eq((Cat(carry, run_hi) + Cat(carry, s_hi))[1:])]
+            m.d.comb += [tot_lo.eq(run_lo + s_full[:h]), tot_hi.eq(add_with_carry(run_hi, s_hi, carry, w - h))]
             m.d.sync += [carry.eq(tot_lo[h]), s_hi.eq(s_full[h:]), first_d.eq(firsts_pre[p]),
                          run_lo.eq(Mux(firsts_pre[p], b_full[:h], tot_lo[:h])),
                          run_hi.eq(Mux(first_d, b_full[h:], tot_hi))]

@@ -12,7 +12,7 @@ from rnnaccel.golden.fixed import QFormat
 from rnnaccel.golden.model import ConfigError, Formats, Model, random_weights
 from rnnaccel.golden.network import quantize_input, run_codes
 from rnnaccel.hdl import perf
-from rnnaccel.hdl.compact import CompactLSTMLayer, biases_in_memory, serial_product
+from rnnaccel.hdl.compact import CompactLSTMLayer, serial_product
 from rnnaccel.hdl.layer import build_layer
 from rnnaccel.hdl.memory_plan import plan_memories, weight_image
 from rnnaccel.hdl.top import Accelerator
@@ -119,7 +119,7 @@ def test_compact_layer_matches_golden(cfg, pauses):
     model = compact_model(**LAYER_CONFIGS[cfg])
     layer = build_layer(model)
     assert isinstance(layer, CompactLSTMLayer)
-    assert biases_in_memory(model) == (cfg in BIASES_IN_MEMORY)
+    assert perf.compact_biases_in_memory(model) == (cfg in BIASES_IN_MEMORY)
     seqs = _inputs(model, [3, 1, 4], seed=4)
     run = run_stream_dut(layer, seqs, idle=pauses[0], backpressure=pauses[1], seed=5,
                          max_cycles=50 * perf.layer_cycles(model))
@@ -199,7 +199,7 @@ def test_compact_predicts_no_elementwise_multipliers_and_one_table():
     assert perf.compact_biases_in_memory(compact)
     assert perf.layer_cycles(compact) == 1 + 1024 + 2 + perf.mvu_latency(4) + 1 + perf.compact_drain(compact)
     # The UP5K reference keeps its 2 x 32-bit biases in the h_{t-1} memories (4 lanes of 16 bits).
-    assert compact.bias.width == 32 and biases_in_memory(compact)
+    assert compact.bias.width == 32 and perf.compact_biases_in_memory(compact)
 
 
 @pytest.mark.parametrize("kw,match", [

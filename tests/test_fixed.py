@@ -350,3 +350,31 @@ def test_quantize_rejects_non_finite(bad):
 def test_quantize_huge_values_saturate():
     fmt = QFormat(16, 12)
     np.testing.assert_array_equal(quantize([1e300, -1e300, 2.0 ** 70], fmt), [32767, -32768, 32767])
+
+
+def test_add_with_carry_is_a_plus_b_plus_carry_modulo_width():
+    """Exhaustive over 3-bit signed a, 2-bit unsigned b and the carry, into 4 bits."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from rnnaccel.hdl.fixed import add_with_carry
+
+    a, b, c = Signal(signed(3)), Signal(2), Signal()
+    out = Signal(4)
+    m = Module()
+    m.d.comb += out.eq(add_with_carry(a, b, c, 4))
+    seen = []
+
+    async def bench(ctx):
+        for av in range(-4, 4):
+            for bv in range(4):
+                for cv in (0, 1):
+                    ctx.set(a, av)
+                    ctx.set(b, bv)
+                    ctx.set(c, cv)
+                    seen.append((ctx.get(out), (av + bv + cv) % 16))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 64 and all(got == want for got, want in seen)
